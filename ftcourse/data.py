@@ -1,0 +1,263 @@
+"""The course's tasks: cluttered MNIST digits 0-4 (source) and 5-9 (target), few-shot subsets, shifts, image folders.
+
+Everything is deterministic from a seed and works offline. Images are 3x32x32 floats so the same
+code runs on torchvision ResNets; the target can be shifted (contrast, colour, inversion, blur, noise).
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .files import verified_path
+
+__all__ = [
+    "Task", "SHIFTS", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task",
+    "shift_images", "source_stats", "normalize", "make_loader", "image_folder",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet weights expect these
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SHIFTS = ("contrast", "colour", "invert", "blur", "noise")
+SOURCE_DIGITS = (0, 1, 2, 3, 4)
+TARGET_DIGITS = (5, 6, 7, 8, 9)
+SOURCE_SPLIT = (400, 100)  # train, test images per class
+TARGET_SPLIT = (300, 200)  # few-shot pool, fixed test set (200 x 5 = 1000 test images)
+_SPLIT_SEED = 1234  # fixes which images are train / test, once and for all
+CLUTTER = 4  # fragments of other digits around each digit
+_TEST_SEED = 99  # the clutter of the fixed test images
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task held in memory: normalised 3x32x32 images and integer labels."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def loaders(self, batch_size: int = 64, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+        """(shuffled train loader, ordered test loader), reproducible from `seed`."""
+        return (make_loader(self.x_train, self.y_train, batch_size, shuffle=True, seed=seed),
+                make_loader(self.x_test, self.y_test, 512, shuffle=False))
+
+    def __repr__(self) -> str:
+        return (f"Task({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+                f"classes={list(self.classes)})")
+
+
+@lru_cache(maxsize=1)
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped 5,000 MNIST digits (500 per class): uint8 images (N, 28, 28) and labels (N,)."""
+    with gzip.open(verified_path("mnist5k.npy.gz"), "rb") as f:
+        table = np.load(f, allow_pickle=False)
+    images = table[:, :784].reshape(-1, 28, 28)
+    images.setflags(write=False)
+    labels = table[:, 784].astype(np.int64)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def render(indices: np.ndarray, seed: int, clutter: int = CLUTTER, fragment: int = 10, canvas: int = 32) -> torch.Tensor:
+    """Cluttered digits: each digit at a random place on a 32x32 canvas among `clutter` 10x10 fragments
+    cut from other digits of the same set (after Mnih et al. 2014, cluttered MNIST).
+
+    Returns float images (N, 3, 32, 32) in [0, 1], grey in 3 channels; deterministic from `seed`.
+    Clutter is what makes the task hard to learn from a few examples and what pretraining teaches.
+    """
+    images, _ = load_digits()
+    indices = np.asarray(indices)
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(indices), canvas, canvas), np.float32)
+    for k, i in enumerate(indices):
+        c = out[k]
+        for _ in range(clutter):
+            j = indices[rng.integers(len(indices))]
+            fy, fx = rng.integers(4, 28 - fragment - 4 + 1, size=2)
+            py, px = rng.integers(0, canvas - fragment + 1, size=2)
+            np.maximum(c[py:py + fragment, px:px + fragment], images[j, fy:fy + fragment, fx:fx + fragment] / 255.0,
+                       out=c[py:py + fragment, px:px + fragment])
+        oy, ox = rng.integers(0, canvas - 28 + 1, size=2)
+        np.maximum(c[oy:oy + 28, ox:ox + 28], images[i] / 255.0, out=c[oy:oy + 28, ox:ox + 28])
+    return torch.from_numpy(out).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+
+
+def _split(digits: tuple[int, ...], per_class: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Fixed per-class (first, second) index lists for the given digits."""
+    _, labels = load_digits()
+    rng = np.random.default_rng(_SPLIT_SEED)
+    first, second = [], []
+    for d in digits:
+        idx = rng.permutation(np.flatnonzero(labels == d))
+        first.append(idx[: per_class[0]])
+        second.append(idx[per_class[0]: per_class[0] + per_class[1]])
+    return first, second
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(x - mean) / std per channel, for (N, 3, H, W) images."""
+    m = torch.as_tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+@lru_cache(maxsize=1)
+def source_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the source training images: the backbone's input normalisation."""
+    train, _ = _split(SOURCE_DIGITS, SOURCE_SPLIT)
+    x = render(np.concatenate(train), seed=0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3))
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def _resolve_norm(norm, x_train: torch.Tensor):
+    if norm == "source":
+        return source_stats()
+    if norm == "own":  # the target's own training statistics
+        return (tuple(x_train.mean(dim=(0, 2, 3)).tolist()), tuple(x_train.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()))
+    if norm is None or norm == "none":
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if isinstance(norm, (tuple, list)) and len(norm) == 2:
+        return tuple(map(float, norm[0])), tuple(map(float, norm[1]))
+    raise ValueError(f"norm must be 'source', 'own', 'none' or a (mean, std) pair, got {norm!r}")
+
+
+def shift_images(x: torch.Tensor, kind: str | None, severity: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """A distribution shift of [0, 1] images (N, 3, H, W): contrast, colour, invert, blur or noise."""
+    if kind is None:
+        return x
+    if not 0.0 <= severity <= 1.0:
+        raise ValueError(f"severity must be in [0, 1], got {severity}")
+    s = float(severity)
+    if kind == "contrast":  # squeeze intensities towards mid-grey
+        return 0.5 + (x - 0.5) * (1.0 - 0.75 * s)
+    if kind == "colour":  # orange strokes on a dark blue background
+        fg = torch.tensor([1.0, 0.55, 0.1]).view(1, 3, 1, 1)
+        bg = torch.tensor([0.05, 0.15, 0.55]).view(1, 3, 1, 1)
+        coloured = bg * (1 - x) + fg * x
+        return (1 - s) * x + s * coloured
+    if kind == "invert":  # dark strokes on white
+        return (1 - s) * x + s * (1.0 - x)
+    if kind == "blur":
+        from torchvision.transforms.functional import gaussian_blur
+        sigma = 0.1 + 1.4 * s
+        return gaussian_blur(x, kernel_size=7, sigma=sigma)
+    if kind == "noise":
+        g = torch.Generator().manual_seed(seed)
+        return (x + 0.35 * s * torch.randn(x.shape, generator=g)).clamp(0.0, 1.0)
+    raise ValueError(f"unknown shift {kind!r}; choose one of {SHIFTS} or None")
+
+
+def labels_of(indices: np.ndarray, digits: tuple[int, ...]) -> torch.Tensor:
+    """Class labels 0..k-1 of the given image indices, in the order of `digits`."""
+    _, labels = load_digits()
+    remap = {d: i for i, d in enumerate(digits)}
+    return torch.tensor([remap[int(v)] for v in labels[np.asarray(indices)]], dtype=torch.long)
+
+
+def _build(name, digits, train_idx, train_seed, test_idx, shift, severity, test_shift, norm) -> Task:
+    x_tr = shift_images(render(train_idx, seed=train_seed), shift, severity, seed=train_seed + 1)
+    x_te = shift_images(render(test_idx, seed=_TEST_SEED), test_shift, severity, seed=_TEST_SEED + 1)
+    mean, std = _resolve_norm(norm, x_tr)
+    return Task(name, normalize(x_tr, mean, std), labels_of(train_idx, digits), normalize(x_te, mean, std),
+                labels_of(test_idx, digits), tuple(str(d) for d in digits), mean, std)
+
+
+def source_indices() -> tuple[np.ndarray, np.ndarray]:
+    """Image indices of the source task: (train, test), 400 and 100 per digit 0-4."""
+    train, test = _split(SOURCE_DIGITS, SOURCE_SPLIT)
+    return np.concatenate(train), np.concatenate(test)
+
+
+def source_task(norm="source", seed: int = 0) -> Task:
+    """The pretraining task: cluttered digits 0-4, 400 train and 100 test images per class.
+
+    `seed` sets the clutter of the training images (pretraining draws new clutter every epoch).
+    """
+    train, test = source_indices()
+    return _build("source: cluttered digits 0-4", SOURCE_DIGITS, train, seed, test, None, 1.0, None, norm)
+
+
+def target_task(shots: int | None = None, seed: int = 0, shift: str | None = None, severity: float = 1.0,
+                test_shift: str | None = "same", norm="source") -> Task:
+    """The new task: cluttered digits 5-9 (labels 0-4), `shots` training images per class drawn with `seed`.
+
+    The 1,000 test images (200 per class, fixed clutter) never change. `shift` changes the target
+    domain (train and test); pass `test_shift` to shift only the test set (out-of-distribution test).
+    """
+    pool, test = _split(TARGET_DIGITS, TARGET_SPLIT)
+    limit = TARGET_SPLIT[0]
+    if shots is not None and not (isinstance(shots, (int, np.integer)) and 1 <= shots <= limit):
+        raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}")
+    if test_shift != "same" and test_shift not in (None, *SHIFTS):
+        raise ValueError(f"unknown test_shift {test_shift!r}; choose one of {SHIFTS}, None or 'same'")
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([p if shots is None else rng.choice(p, size=int(shots), replace=False) for p in pool])
+    test_kind = shift if test_shift == "same" else test_shift
+    label = f"target: cluttered digits 5-9, {shots or limit}/class" + (f", shift={shift}" if shift else "")
+    return _build(label, TARGET_DIGITS, chosen, 1000 + seed, np.concatenate(test), shift, severity, test_kind, norm)
+
+
+class FreshClutter:
+    """Batches of the same digits with new clutter on every pass (epoch): a large, varied source.
+
+    Behaves like a DataLoader for `fit` (has len() and yields (x, y) batches), reproducible from `seed`.
+    """
+
+    def __init__(self, indices: np.ndarray, digits: tuple[int, ...], batch_size: int = 64, seed: int = 0):
+        self.indices, self.y = np.asarray(indices), labels_of(indices, digits)
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.mean, self.std = source_stats()
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self):
+        self.epoch += 1
+        x = normalize(render(self.indices, seed=10_000 * (self.seed + 1) + self.epoch), self.mean, self.std)
+        yield from make_loader(x, self.y, self.batch_size, shuffle=True, seed=self.seed + self.epoch)
+
+
+def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle: bool = False,
+                seed: int = 0) -> DataLoader:
+    """A DataLoader over in-memory tensors; shuffling is reproducible from `seed`."""
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} items but y has {len(y)}")
+    g = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=g)
+
+
+def image_folder(path, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, train: bool = False):
+    """A learner's own images as a torchvision `ImageFolder` (one sub-folder per class).
+
+    Resized and normalised the way torchvision's ImageNet weights expect by default; `train=True`
+    adds a random resized crop and flip.
+    """
+    from torchvision import datasets, transforms
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; expected {root}/<class name>/<image files>")
+    if not any(p.is_dir() for p in root.iterdir()):
+        raise ValueError(f"{root} has no class sub-folders; put each class's images in {root}/<class name>/")
+    if train:
+        tf = [transforms.RandomResizedCrop(size, scale=(0.6, 1.0)), transforms.RandomHorizontalFlip()]
+    else:
+        tf = [transforms.Resize(int(round(size * 8 / 7))), transforms.CenterCrop(size)]
+    tf += [transforms.ToTensor(), transforms.Normalize(mean, std)]  # ImageFolder already loads RGB
+    return datasets.ImageFolder(str(root), transform=transforms.Compose(tf))

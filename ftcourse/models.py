@@ -1,0 +1,140 @@
+"""The course backbone (a real torchvision ResNet), torchvision backbones, heads and safe checkpoints."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet
+from torchvision.models.resnet import BasicBlock
+
+from .files import ChecksumError, read_manifest, sha256_file, verified_path
+
+__all__ = [
+    "BACKBONE_WIDTHS", "course_backbone", "load_pretrained", "torchvision_backbone", "find_head",
+    "replace_head", "split_head", "save_checkpoint", "load_checkpoint",
+]
+
+BACKBONE_WIDTHS = (32, 64, 128, 256)
+
+
+def _init_like_torchvision(module: nn.Module) -> None:
+    """The initialisation torchvision's ResNet.__init__ applies, for modules we rebuilt."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def course_backbone(num_classes: int = 5, widths=BACKBONE_WIDTHS, blocks=(1, 1, 1, 1)) -> ResNet:
+    """A torchvision `ResNet` of BasicBlocks sized for 32x32 images.
+
+    Same module names as resnet18-152 (conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc), so
+    every helper written for it runs on torchvision's models. Changes: a 3x3 stride-1 stem and
+    narrower stages (`widths`), one block per stage by default.
+    """
+    if len(widths) != 4 or len(blocks) != 4:
+        raise ValueError("widths and blocks need one entry per stage (4 each)")
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
+    model.bn1 = nn.BatchNorm2d(widths[0])
+    model.inplanes = widths[0]
+    model.layer1 = model._make_layer(BasicBlock, widths[0], blocks[0])
+    model.layer2 = model._make_layer(BasicBlock, widths[1], blocks[1], stride=2)
+    model.layer3 = model._make_layer(BasicBlock, widths[2], blocks[2], stride=2)
+    model.layer4 = model._make_layer(BasicBlock, widths[3], blocks[3], stride=2)
+    model.fc = nn.Linear(widths[3], num_classes)
+    _init_like_torchvision(model)
+    return model
+
+
+def save_checkpoint(state_dict: dict, path: str | os.PathLike) -> str:
+    """Save tensors only (loadable with weights_only=True); return the file's sha256."""
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise TypeError(f"checkpoint values must be tensors; not tensors: {bad[:5]}")
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, path)
+    return sha256_file(path)
+
+
+def load_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> dict:
+    """Load a state dict safely: sha256 checked first (if given), then torch.load(weights_only=True)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    if sha256 is not None:
+        digest = sha256_file(path)
+        if digest != sha256:
+            raise ChecksumError(f"checkpoint {path} has sha256 {digest[:12]}..., expected {sha256[:12]}...: "
+                                "refusing to load a changed or corrupted file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, arbitrary pickled objects, not a checkpoint at all
+        raise ChecksumError(f"{path} is not a loadable tensor checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ChecksumError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def load_pretrained(num_classes: int | None = None) -> ResNet:
+    """The course's pretrained backbone (digits 0-4), checksum-verified; new head if num_classes given."""
+    info = read_manifest()["backbone"]
+    model = course_backbone(num_classes=info["num_classes"], widths=tuple(info["widths"]), blocks=tuple(info["blocks"]))
+    model.load_state_dict(load_checkpoint(verified_path(info["file"])))
+    if num_classes is not None:
+        replace_head(model, num_classes)
+    return model
+
+
+def torchvision_backbone(name: str = "resnet18", weights=None, num_classes: int | None = None) -> nn.Module:
+    """Any torchvision classification model by name; `weights` as in torchvision ("DEFAULT", an enum, None).
+
+    Real mode: `torchvision_backbone("resnet50", weights="DEFAULT", num_classes=10)`. Weights come from
+    torchvision's cache ($TORCH_HOME/hub/checkpoints) if present, else are downloaded once.
+    """
+    from torchvision import models
+
+    if name not in models.list_models(module=models):
+        raise ValueError(f"unknown torchvision model {name!r}; e.g. resnet18, resnet50, efficientnet_b0, convnext_tiny")
+    model = models.get_model(name, weights=weights)
+    if num_classes is not None:
+        replace_head(model, num_classes)
+    return model
+
+
+def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """(qualified name, module) of the classification head: the last nn.Linear in the model."""
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear head; replace its head by hand")
+    return linears[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Linear:
+    """Put a new randomly initialised nn.Linear head (num_classes outputs) in place; return it."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    name, old = find_head(model)
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+    return new
+
+
+def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """(body, head): a copy of the model whose head is nn.Identity (outputs features), and the head."""
+    name, head = find_head(model)
+    body = copy.deepcopy(model)
+    parent_name, _, attr = name.rpartition(".")
+    setattr(body.get_submodule(parent_name) if parent_name else body, attr, nn.Identity())
+    return body, head
