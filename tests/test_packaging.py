@@ -1,0 +1,67 @@
+"""The package metadata, the conda environment and the layering rules agree."""
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_mirrors_pyproject():
+    meta = _pyproject()["project"]
+    wanted = set(meta["dependencies"]) | set(meta["optional-dependencies"]["test"])
+    env = (ROOT / "environment.yml").read_text()
+    pip_lines = set(re.findall(r"^\s{6}- (\S+)\s*$", env, flags=re.M)) - {"-e", "."}
+    pip_lines = {line for line in pip_lines if not line.startswith("-")}
+    assert pip_lines == wanted
+
+
+def test_dependencies_are_ranges_not_pins():
+    meta = _pyproject()["project"]
+    for req in meta["dependencies"] + meta["optional-dependencies"]["test"]:
+        assert "==" not in req, f"{req}: use a range, not an exact pin (STYLE.md)"
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+# bottom to top; a module may import only modules in an earlier layer or its own layer's lower entries
+LAYERS = [["files", "runtime"], ["data", "models", "bn"], ["groups"], ["optim"], ["grads", "audit"],
+          ["train"], ["recipes", "pretrain"], ["plots", "check", "widgets"], ["cli"]]
+
+
+def test_modules_are_layered_without_cycles():
+    rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    modules = {p.stem: p for p in (ROOT / "ftcourse").glob("*.py") if p.stem != "__init__"}
+    missing = set(modules) - set(rank)
+    assert not missing, f"modules not placed in a layer: {missing}"
+    for name, path in modules.items():
+        for dep in _imports(path):
+            assert rank[dep] < rank[name] or (rank[dep] == rank[name] and dep != name and
+                                               LAYERS[rank[name]].index(dep) < LAYERS[rank[name]].index(name)), \
+                f"ftcourse.{name} imports ftcourse.{dep}, which sits above it"
+
+
+def test_package_never_imports_lessons():
+    for path in (ROOT / "ftcourse").glob("*.py"):
+        assert "lessons" not in _imports(path)
+
+
+def test_no_side_effects_on_import():
+    import subprocess
+    import sys
+
+    code = ("import torch; before = (torch.initial_seed(), torch.get_num_threads(), "
+            "torch.are_deterministic_algorithms_enabled()); import ftcourse; "
+            "after = (torch.initial_seed(), torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()); "
+            "assert before == after, (before, after)")
+    subprocess.run([sys.executable, "-c", code], check=True)
