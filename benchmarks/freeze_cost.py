@@ -1,0 +1,186 @@
+"""What does freezing save? Time (and CUDA memory) of one training step as the freeze point moves up.
+
+For each model and freeze point (nothing frozen, freeze_to(1), freeze_to(2), ... head only, and
+fastai's freeze with BN affine parameters left trainable, train_bn=True) this prints the median
+time of a full training step (forward + backward + SGD step, model in train mode) as a ratio to a
+forward-only pass of the same batch (eval mode, torch.no_grad), the size of the backward graph
+autograd recorded, and the peak CUDA memory of the step. Freeze points are ftcourse's layer groups
+with one group per unit (stem, each stage, head), so freeze_to(k) freezes the first k units.
+
+    python benchmarks/freeze_cost.py [--quick] [--device cpu|cuda] [--models course,resnet18,resnet50]
+
+Target (COURSE_PLAN section 7): a head-only step costs <= 1.15x a forward pass.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import ftcourse as ft
+
+TARGET = 1.15
+SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # image size, batch
+
+
+def build(name: str) -> torch.nn.Module:
+    """The course backbone or a torchvision ResNet (random weights, 5 classes: speed does not depend on the weights)."""
+    if name == "course":
+        return ft.course_backbone(num_classes=5)
+    return ft.torchvision_backbone(name, weights=None, num_classes=5)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    """Wall time of one call of fn() in seconds (CUDA work waited for)."""
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when asked (the H100 reference run), else nothing."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
+
+
+def step_cost(model, x, y, device, warmup, reps, amp) -> tuple[float, float, int, float | None]:
+    """(median step time, median forward time, backward graph nodes, peak CUDA MiB or None).
+
+    A step is what a training loop does (train mode, zero_grad, forward, loss, backward, SGD step);
+    the forward reference is an inference pass (eval mode, no_grad). The two are timed in turns,
+    so both see the same load on a busy machine and their ratio stays meaningful.
+    """
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    with autocast(device, amp):
+        nodes = ft.backward_graph_size(F.cross_entropy(model(x), y))
+
+    def forward():
+        model.eval()
+        with torch.no_grad(), autocast(device, amp):
+            model(x)
+
+    def step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        forward()
+        step()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    fwd_times, step_times = [], []
+    for _ in range(reps):
+        fwd_times.append(timed(forward, device))
+        step_times.append(timed(step, device))
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return statistics.median(step_times), statistics.median(fwd_times), nodes, peak
+
+
+def freeze_points(model) -> list[tuple[str, int, bool]]:
+    """(label, freeze_to index, train_bn) for every freeze point, one group per unit of the model."""
+    groups = ft.layer_groups(model, len(ft.body_units(model)))
+    names = [ft.group_label(g, model).split(",")[0] for g in groups]
+    k = len(groups)
+    points = [("nothing frozen", 0, False)]
+    points += [(f"freeze_to({i}): train {names[i]}..", i, False) for i in range(1, k - 1)]
+    points += [(f"freeze_to({k - 1}): head only", k - 1, False),
+               (f"fastai freeze_to({k - 1}, train_bn=True)", k - 1, True)]
+    return points
+
+
+def bench_model(name, device, batch, size, warmup, reps, amp) -> list[dict]:
+    """One row per freeze point for one model."""
+    torch.manual_seed(0)
+    model = build(name).to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 5, (batch,), device=device)
+    groups = ft.layer_groups(model, len(ft.body_units(model)))
+    rows = []
+    for label, n, train_bn in freeze_points(model):
+        ft.freeze_to(model, n, groups=groups, train_bn=train_bn)
+        t, fwd, nodes, peak = step_cost(model, x, y, device, warmup, reps, amp)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        rows.append({"model": name, "freeze point": label, "trainable": trainable, "step ms": 1e3 * t,
+                     "fwd ms": 1e3 * fwd, "step/fwd": t / fwd, "graph nodes": nodes, "peak MiB": peak})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    """A plain text table, one line per row."""
+    fmt = {"trainable": "{:,}", "step ms": "{:.1f}", "fwd ms": "{:.1f}", "step/fwd": "{:.2f}x",
+           "graph nodes": "{:d}", "peak MiB": "{:.0f}"}
+    cols = list(rows[0])
+    cells = [[("-" if r[c] is None else fmt.get(c, "{}").format(r[c])) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="batch 8, 2 repetitions, course + resnet18 only")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--models", default=None, help="comma-separated: course,resnet18,resnet50")
+    ap.add_argument("--size", type=int, default=None, help="image size for every model (default: per model)")
+    ap.add_argument("--batch", type=int, default=None, help="batch size for every model (default: per model)")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 7, quick 2)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (the course's laptop: 2)")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
+    reps = args.reps or (2 if args.quick else 7)
+    warmup = 1 if args.quick else 2
+    print(f"freeze cost: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"reps={reps} warmup={warmup}{' amp=bf16' if args.amp else ''}")
+    rows = []
+    for name in names:
+        if name not in SIZES:
+            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(SIZES)}")
+        size, batch = SIZES[name]
+        size, batch = args.size or size, args.batch or (8 if args.quick else batch)
+        print(f"  {name}: {batch}x3x{size}x{size}", flush=True)
+        rows += bench_model(name, device, batch, size, warmup, reps, args.amp)
+    print()
+    print_table(rows)
+    print()
+    print(f"target: head-only <= {TARGET}x forward")
+    for name in names:
+        head = next(r for r in rows if r["model"] == name and r["freeze point"].endswith("head only"))
+        full = next(r for r in rows if r["model"] == name and r["freeze point"] == "nothing frozen")
+        fastai = next(r for r in rows if r["model"] == name and "train_bn=True" in r["freeze point"])
+        verdict = "meets" if head["step/fwd"] <= TARGET else "MISSES"
+        memory = "" if head["peak MiB"] is None else (
+            f"; peak memory head-only {head['peak MiB'] / full['peak MiB']:.2f}x full, "
+            f"fastai {fastai['peak MiB'] / full['peak MiB']:.2f}x full")
+        print(f"  {name}: head-only {head['step/fwd']:.2f}x forward ({verdict} the target); full step "
+              f"{full['step/fwd']:.2f}x; fastai train_bn=True {fastai['step/fwd'] / head['step/fwd']:.2f}x head-only"
+              + memory)
+
+
+if __name__ == "__main__":
+    main()

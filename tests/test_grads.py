@@ -1,0 +1,198 @@
+"""GradientRecorder, update ratios, feature drift, linear CKA and the backward graph size."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import resnet18
+
+from ftcourse import (GradientRecorder, backward_graph_size, body_units, course_backbone, feature_drift, freeze_to,
+                      layer_groups, linear_cka, snapshot, unfreeze, update_ratios)
+from ftcourse.groups import _params
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return course_backbone(num_classes=5)
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 5, (4,), generator=g)
+
+
+def backward(model, batch):
+    F.cross_entropy(model(batch[0]), batch[1]).backward()
+
+
+def group_grad_norms(model, groups):
+    """Reference: the L2 norm of each group's .grad, computed directly."""
+    out = []
+    for g in groups:
+        grads = [p.grad.double().flatten() for p in _params(g) if p.grad is not None]
+        out.append(float(torch.cat(grads).norm()) if grads else math.nan)
+    return out
+
+
+# ---------------------------------------------------------------- GradientRecorder
+def test_recorder_matches_direct_group_norms(model, batch):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    groups = layer_groups(model, 3)
+    with GradientRecorder(model) as rec:
+        for _ in range(3):
+            opt.zero_grad()
+            backward(model, batch)
+            expected = group_grad_norms(model, groups)
+            opt.step()
+            assert rec.step() == pytest.approx(expected, rel=1e-5)
+    assert rec.as_array().shape == (3, 3)
+    assert np.isfinite(rec.as_array()).all() and (rec.as_array() > 0).all()
+    assert rec.frozen == [False, False, False]
+    assert len(rec.group_names) == 3 and rec.group_names[2].startswith("2: avgpool, fc")
+
+
+def test_frozen_groups_record_nan_and_are_flagged(model, batch):
+    freeze_to(model, -1)
+    rec = GradientRecorder(model)
+    backward(model, batch)
+    row = rec.step()
+    assert math.isnan(row[0]) and math.isnan(row[1]) and row[2] > 0
+    assert rec.frozen == [True, True, False]
+    unfreeze(layer_groups(model)[1])  # gradual unfreezing: the new trainable group gets its hooks at the next step()
+    rec.step()  # an empty step (no backward): everything NaN
+    assert np.isnan(rec.as_array()[1]).all()
+    model.zero_grad()
+    backward(model, batch)
+    assert math.isnan(rec.step()[0]) and rec.history[-1][1] > 0
+    assert rec.frozen == [True, False, False]
+    rec.remove()
+
+
+def test_gradient_accumulation_records_the_accumulated_gradient(model, batch):
+    rec = GradientRecorder(model, groups=[[model.layer1], [model.fc]], names=["layer1", "fc"])
+    backward(model, batch)
+    backward(model, (batch[0].flip(0), batch[1].flip(0)))
+    expected = group_grad_norms(model, [[model.layer1], [model.fc]])
+    assert rec.step() == pytest.approx(expected, rel=1e-5)
+    assert rec.group_names == ["layer1", "fc"]
+
+
+def test_optimizer_hook_records_every_step_and_remove_stops_recording(model, batch):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    rec = GradientRecorder(model, optimizer=opt)
+    for _ in range(2):
+        opt.zero_grad()
+        backward(model, batch)
+        opt.step()
+    assert len(rec.history) == 2
+    rec.remove()
+    backward(model, batch)
+    opt.step()
+    assert len(rec.history) == 2 and rec._current == {} and "0 hooks" in repr(rec)
+
+
+def test_recorder_runs_on_resnet18_and_checks_names(batch):
+    model = resnet18(weights=None, num_classes=5)
+    with GradientRecorder(model) as rec:
+        backward(model, batch)
+        rec.record()
+    assert rec.as_array().shape == (1, 3)
+    with pytest.raises(ValueError, match="names has 2 entries but there are 3 groups"):
+        GradientRecorder(model, names=["a", "b"])
+
+
+# ---------------------------------------------------------------- update ratios
+def test_snapshot_is_a_detached_clone(model):
+    snap = snapshot(model)
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+    assert not torch.equal(snap["fc.weight"], model.fc.weight)
+    assert "bn1.running_mean" in snap and not snap["fc.weight"].requires_grad
+
+
+def test_update_ratios_per_group(model):
+    groups = layer_groups(model)
+    before = snapshot(model)
+    with torch.no_grad():
+        model.fc.weight.mul_(1.5)  # ||dW|| = 0.5 ||W|| for this tensor
+    r = update_ratios(before, model, groups)
+    w, b = before["fc.weight"], before["fc.bias"]
+    assert r[0] == 0 and r[1] == 0
+    assert r[2] == pytest.approx(0.5 * float(w.norm()) / float(torch.cat([w.flatten(), b]).norm()), rel=1e-6)
+    assert update_ratios(before, model) == pytest.approx(r)  # default groups: layer_groups(model, 3)
+
+
+def test_smaller_learning_rate_gives_smaller_update(model, batch):
+    ratios = []
+    for lr in (1e-3, 1e-1):
+        m = copy.deepcopy(model)
+        before = snapshot(m)
+        opt = torch.optim.SGD(m.parameters(), lr=lr)
+        backward(m, batch)
+        opt.step()
+        ratios.append(update_ratios(before, m, layer_groups(m)))
+    assert all(0 < lo < hi for lo, hi in zip(*ratios))
+
+
+# ---------------------------------------------------------------- feature drift and CKA
+def test_feature_drift(model, batch):
+    x = batch[0]
+    model.train()
+    mean_before = model.bn1.running_mean.clone()
+    assert feature_drift(model, copy.deepcopy(model), x) == 0.0
+    assert model.training and torch.equal(model.bn1.running_mean, mean_before)  # untouched
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.layer4[0].conv2.weight.mul_(1.1)
+    assert feature_drift(model, other, x) > 0
+    assert feature_drift(model, other, x, layer="layer3") == 0.0  # layer4 changed, layer3's output did not
+    assert feature_drift(model, other, x, layer="layer4") > 0
+
+
+def reference_cka(X, Y):
+    """Kornblith et al. 2019, eq. via HSIC with linear kernels K = X X^T, L = Y Y^T."""
+    n = X.shape[0]
+    H = np.eye(n) - np.ones((n, n)) / n
+    K, L = H @ X @ X.T @ H, H @ Y @ Y.T @ H
+    return np.sum(K * L) / np.sqrt(np.sum(K * K) * np.sum(L * L))
+
+
+def test_linear_cka_properties():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 8))
+    Y = X @ rng.normal(size=(8, 6)) + 0.5 * rng.normal(size=(50, 6))
+    Q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    assert linear_cka(X, X) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(X, X @ Q) == pytest.approx(1.0, abs=1e-10)  # orthogonal transform
+    assert linear_cka(X, 3.7 * X) == pytest.approx(1.0, abs=1e-12)  # isotropic scaling
+    assert linear_cka(X, Y) == pytest.approx(reference_cka(X, Y), rel=1e-9)
+    assert linear_cka(X @ Q, 2 * Y) == pytest.approx(linear_cka(X, Y), rel=1e-9)
+    assert linear_cka(torch.tensor(X), torch.tensor(Y)) == pytest.approx(linear_cka(X, Y))
+    assert linear_cka(X, rng.normal(size=(50, 8))) < 0.5
+    with pytest.raises(ValueError, match="same number of rows"):
+        linear_cka(X, Y[:10])
+
+
+# ---------------------------------------------------------------- backward graph size
+def test_backward_graph_size_of_a_small_graph():
+    a = torch.ones(3, requires_grad=True)
+    assert backward_graph_size((a * 2).sum()) == 3  # SumBackward, MulBackward, AccumulateGrad
+    assert backward_graph_size(torch.ones(3).sum()) == 0
+
+
+def test_backward_graph_shrinks_as_the_freeze_point_moves_up(model, batch):
+    groups = layer_groups(model, len(body_units(model)))  # one group per unit: stem, layer1..4, head
+    sizes = []
+    for n in range(len(groups) + 1):
+        freeze_to(model, n, groups=groups)
+        sizes.append(backward_graph_size(F.cross_entropy(model(batch[0]), batch[1])))
+    assert all(a > b for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] == 0  # everything frozen: nothing to do backward
+    freeze_to(model, -1, groups=groups, train_bn=True)  # fastai: BN trainable, the graph spans the body
+    assert backward_graph_size(F.cross_entropy(model(batch[0]), batch[1])) > sizes[2] > 10 * sizes[-2]
