@@ -57,7 +57,7 @@ def twin_copy(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Mo
 def _units(model: nn.Module, groups) -> list[tuple[str, list[nn.Module]]]:
     """(name, modules) of the report's units: the groups if given, else the model's top-level children."""
     if groups is not None:
-        return [(f"group {i}: {_groups.group_label(g, model, max_names=3)}", _groups._flatten(g))
+        return [(f"group {i}: {_groups.group_label(g, model, max_names=3)}", _groups.flatten_modules(g))
                 for i, g in enumerate(groups)]
     return [(name, [child]) for name, child in model.named_children()]
 
@@ -384,7 +384,7 @@ def _map_groups(groups, model: nn.Module, twin: nn.Module) -> list[list[nn.Modul
     out = []
     for g in groups:
         mods = []
-        for mod in _groups._flatten(g):
+        for mod in _groups.flatten_modules(g):
             if id(mod) not in names:
                 raise ValueError(f"a {type(mod).__name__} in groups is not part of the model; "
                                  "build the groups from this model, e.g. layer_groups(model)")

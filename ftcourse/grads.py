@@ -45,7 +45,7 @@ class GradientRecorder:
             raise ValueError(f"names has {len(names)} entries but there are {len(self.groups)} groups")
         self.group_names = list(names) if names is not None else [
             f"{i}: {_groups.group_label(g, model, max_names=3)}" for i, g in enumerate(self.groups)]
-        self._params = [_groups._params(g) for g in self.groups]
+        self.group_params = [_groups.group_params(g) for g in self.groups]
         self.history: list[list[float]] = []
         self._current: dict[int, torch.Tensor] = {}  # id(param) -> squared grad norm this step
         self._handles: dict[int, object] = {}
@@ -54,7 +54,7 @@ class GradientRecorder:
 
     def _attach(self) -> None:
         """Hook every trainable parameter not hooked yet (frozen ones cannot take a hook; re-run after unfreezing)."""
-        for params in self._params:
+        for params in self.group_params:
             for p in params:
                 if p.requires_grad and id(p) not in self._handles:
                     self._handles[id(p)] = p.register_post_accumulate_grad_hook(self._hook)
@@ -65,7 +65,7 @@ class GradientRecorder:
     def step(self) -> list[float]:
         """Close this step: append one gradient norm per group (NaN if the group got none); return it."""
         row = []
-        for params in self._params:
+        for params in self.group_params:
             sq = [self._current[id(p)] for p in params if id(p) in self._current]
             row.append(math.sqrt(float(torch.stack(sq).sum())) if sq else math.nan)
         self.history.append(row)
@@ -78,7 +78,7 @@ class GradientRecorder:
     @property
     def frozen(self) -> list[bool]:
         """Per group: True if none of its parameters is trainable right now."""
-        return [not any(p.requires_grad for p in params) for params in self._params]
+        return [not any(p.requires_grad for p in params) for params in self.group_params]
 
     def as_array(self) -> np.ndarray:
         """The history as an array of shape (steps, groups); NaN where a group got no gradient."""
@@ -117,7 +117,7 @@ def update_ratios(before_state: dict[str, torch.Tensor], after_model: nn.Module,
     ratios = []
     for g in groups:
         delta = norm = 0.0
-        for p in _groups._params(g):
+        for p in _groups.group_params(g):
             if id(p) not in names:
                 raise ValueError("a group holds a parameter that is not in after_model; build groups from after_model")
             old = before_state[names[id(p)]].to(p.device, torch.float64)

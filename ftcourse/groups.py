@@ -19,7 +19,7 @@ from .bn import bn_stats_frozen, freeze_bn_stats, unfreeze_bn_stats
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES", "body_units", "layer_groups", "group_label", "freeze", "unfreeze",
-    "freeze_to", "is_frozen", "trainable_summary", "SummaryTable",
+    "freeze_to", "is_frozen", "trainable_summary", "SummaryTable", "flatten_modules", "group_params",
 ]
 
 SUPPORTED_ARCHITECTURES = (tvm.ResNet, tvm.VGG, tvm.MobileNetV2, tvm.MobileNetV3, tvm.EfficientNet,
@@ -71,19 +71,19 @@ def _units_by_architecture(model: nn.Module) -> list[list[nn.Module]]:
                     f"not for {type(model).__name__}; {_BY_HAND}")
 
 
-def _flatten(modules) -> list[nn.Module]:
+def flatten_modules(modules) -> list[nn.Module]:
     """A module, or (nested) lists of modules, as one flat list of modules."""
     if isinstance(modules, nn.Module):
         return [modules]
     if isinstance(modules, (str, bytes)) or not isinstance(modules, Iterable):
         raise TypeError(f"expected an nn.Module or a list of modules, got {type(modules).__name__}")
-    return [m for item in modules for m in _flatten(item)]
+    return [m for item in modules for m in flatten_modules(item)]
 
 
-def _params(modules) -> list[nn.Parameter]:
+def group_params(modules) -> list[nn.Parameter]:
     """Every parameter of the modules, each once, in module order."""
     seen, out = set(), []
-    for m in _flatten(modules):
+    for m in flatten_modules(modules):
         for p in m.parameters():
             if id(p) not in seen:
                 seen.add(id(p))
@@ -99,7 +99,7 @@ def body_units(model: nn.Module) -> list[list[nn.Module]]:
     MaxPool-ended stage; DenseNet: the stem, then each dense block with its transition).
     """
     units = _units_by_architecture(model)
-    covered = {id(p) for p in _params(units)}
+    covered = {id(p) for p in group_params(units)}
     missing = [n for n, p in model.named_parameters() if id(p) not in covered]
     if missing:
         raise ValueError(f"{type(model).__name__} has parameters outside the known units "
@@ -132,7 +132,7 @@ def layer_groups(model: nn.Module, n: int = 3) -> list[list[nn.Module]]:
 def group_label(group, model: nn.Module | None = None, max_names: int = 6) -> str:
     """A short readable name for a group of modules: their names in the model (class names without a model)."""
     names = {id(m): n for n, m in model.named_modules()} if model is not None else {}
-    labels = [names.get(id(m)) or type(m).__name__ for m in _flatten(group)]
+    labels = [names.get(id(m)) or type(m).__name__ for m in flatten_modules(group)]
     if len(labels) > max_names:
         return f"{labels[0]}, {labels[1]} ... {labels[-1]} ({len(labels)} modules)"
     return ", ".join(labels)
@@ -146,7 +146,7 @@ def freeze(modules, train_bn: bool = False) -> None:
     default) BatchNorm layers are left alone: affine parameters trainable, statistics updating in
     train mode. The BN pin survives `model.train()`; `unfreeze` removes it.
     """
-    for module in _flatten(modules):
+    for module in flatten_modules(modules):
         for sub in module.modules():
             keep_bn = train_bn and isinstance(sub, _BatchNorm)
             for p in sub.parameters(recurse=False):
@@ -161,7 +161,7 @@ def freeze(modules, train_bn: bool = False) -> None:
 
 def unfreeze(modules) -> None:
     """Make every parameter trainable again and unpin BN layers (they follow the next model.train()/eval())."""
-    for module in _flatten(modules):
+    for module in flatten_modules(modules):
         for p in module.parameters():
             p.requires_grad_(True)
         unfreeze_bn_stats(module)
@@ -243,8 +243,8 @@ class SummaryTable:
 
 def _summary_row(group: str, modules, label: str) -> dict:
     """Parameter and BN counts for one group of modules."""
-    params = _params(modules)
-    bns = [b for m in _flatten(modules) for b in m.modules() if isinstance(b, _BatchNorm)]
+    params = group_params(modules)
+    bns = [b for m in flatten_modules(modules) for b in m.modules() if isinstance(b, _BatchNorm)]
     bns = list({id(b): b for b in bns}.values())
     return {"group": group, "modules": label, "params": sum(p.numel() for p in params),
             "trainable": sum(p.numel() for p in params if p.requires_grad), "bn_layers": len(bns),
@@ -266,7 +266,7 @@ def trainable_summary(model: nn.Module, groups: list | None = None) -> SummaryTa
     rows.append(_summary_row("total", model, type(model).__name__))
     warnings = []
     if groups is not None:
-        covered = {id(p) for p in _params(groups)}
+        covered = {id(p) for p in group_params(groups)}
         outside = [n for n, p in model.named_parameters() if id(p) not in covered]
         if outside:
             warnings.append(f"{len(outside)} parameter tensors are in no group, e.g. {outside[:3]}")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .groups import SummaryTable, _params, group_label, layer_groups
+from .groups import SummaryTable, group_params, group_label, layer_groups
 
 __all__ = ["even_mults", "param_groups", "layerwise_lrs", "ulmfit_lrs", "describe_param_groups"]
 
@@ -119,7 +119,7 @@ def param_groups(model_or_groups, lr, weight_decay: float = 0.0, groups_n: int |
     rates = _lrs_for(lr, groups, labels)
     out, seen = [], set()
     for i, (group, rate, label) in enumerate(zip(groups, rates, labels)):
-        params = [p for p in _params(group) if p.requires_grad and id(p) not in seen]
+        params = [p for p in group_params(group) if p.requires_grad and id(p) not in seen]
         seen.update(id(p) for p in params)
         name = f"group {i} (of {len(groups)}): {label}"
         if bn_weight_decay is None:

@@ -10,7 +10,7 @@ from torchvision.models import resnet18
 
 from ftcourse import (GradientRecorder, backward_graph_size, body_units, course_backbone, feature_drift, freeze_to,
                       layer_groups, linear_cka, snapshot, unfreeze, update_ratios)
-from ftcourse.groups import _params
+from ftcourse.groups import group_params
 
 torch.set_num_threads(2)
 
@@ -35,7 +35,7 @@ def group_grad_norms(model, groups):
     """Reference: the L2 norm of each group's .grad, computed directly."""
     out = []
     for g in groups:
-        grads = [p.grad.double().flatten() for p in _params(g) if p.grad is not None]
+        grads = [p.grad.double().flatten() for p in group_params(g) if p.grad is not None]
         out.append(float(torch.cat(grads).norm()) if grads else math.nan)
     return out
 
