@@ -29,6 +29,11 @@ def test_lesson_names_are_ordered_and_descriptive():
         assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), path.name
 
 
+def test_lessons_are_present():
+    """The course ships its lessons; the per-notebook checks below run once for each of them."""
+    assert len(LESSONS) >= 2, [p.name for p in LESSONS]
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
 def test_notebook_is_executed_top_to_bottom(path):
     code = [c for c in _load(path)["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
