@@ -1,4 +1,7 @@
-"""Shared test setup: a non-interactive matplotlib backend (CI has no display)."""
-import os
+"""Shared test setup: a non-interactive matplotlib backend for this process only.
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+Not through MPLBACKEND: nbval's kernels inherit the environment and must keep the inline backend.
+"""
+import matplotlib
+
+matplotlib.use("Agg")
