@@ -5,20 +5,26 @@
 - `snapshot` + `update_ratios`: the relative update ||dW|| / ||W|| of each group.
 - `feature_drift` and `linear_cka`: how far the body's features moved between two models.
 - `backward_graph_size`: how much backward work autograd recorded for a loss.
+- `step_cost`: what one training step costs against a forward pass (time, graph size, CUDA memory).
 """
 from __future__ import annotations
 
 import copy
 import math
+import statistics
+import time
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import groups as _groups
 from .models import split_head
 
-__all__ = ["GradientRecorder", "snapshot", "update_ratios", "feature_drift", "linear_cka", "backward_graph_size"]
+__all__ = ["GradientRecorder", "snapshot", "update_ratios", "feature_drift", "linear_cka", "backward_graph_size",
+           "step_cost"]
 
 
 # ---------------------------------------------------------------- gradient norms per group
@@ -192,3 +198,64 @@ def backward_graph_size(loss: torch.Tensor) -> int:
                 seen.add(nxt)
                 stack.append(nxt)
     return len(seen)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds one call of fn() takes (CUDA work waited for)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int = 7, warmup: int = 2,
+              loss_fn: Callable = F.cross_entropy) -> dict:
+    """What one training step costs: backward graph nodes, median step and forward times (ms), CUDA peak MiB.
+
+    A step is what a training loop does (train mode, zero_grad, forward, loss, backward, SGD step);
+    the reference is an inference forward pass (eval mode, no_grad). Steps and forwards are timed in
+    turns so both see the same machine load. SGD with lr=0, so the model's weights do not change
+    (BN running statistics of layers in train mode do: pass a copy if that matters).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.0) if params else None
+    device = x.device
+    was_training = model.training
+    model.train()
+    nodes = backward_graph_size(loss_fn(model(x), y))
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    def step():
+        model.train()
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        if loss.requires_grad:
+            loss.backward()
+        if opt is not None:
+            opt.step()
+
+    for _ in range(warmup):
+        forward()
+        step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    fwd, stp = [], []
+    for _ in range(reps):
+        fwd.append(_timed(forward, device))
+        stp.append(_timed(step, device))
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return {"nodes": nodes, "step_ms": 1e3 * statistics.median(stp), "forward_ms": 1e3 * statistics.median(fwd),
+            "peak_mib": peak}

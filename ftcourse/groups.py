@@ -20,6 +20,7 @@ from .bn import bn_stats_frozen, freeze_bn_stats, unfreeze_bn_stats
 __all__ = [
     "SUPPORTED_ARCHITECTURES", "body_units", "layer_groups", "group_label", "freeze", "unfreeze",
     "freeze_to", "is_frozen", "trainable_summary", "SummaryTable", "flatten_modules", "group_params",
+    "unit_groups", "unit_names",
 ]
 
 SUPPORTED_ARCHITECTURES = (tvm.ResNet, tvm.VGG, tvm.MobileNetV2, tvm.MobileNetV3, tvm.EfficientNet,
@@ -271,3 +272,16 @@ def trainable_summary(model: nn.Module, groups: list | None = None) -> SummaryTa
         if outside:
             warnings.append(f"{len(outside)} parameter tensors are in no group, e.g. {outside[:3]}")
     return SummaryTable(rows, warnings, title=f"{type(model).__name__}: trainable parameters and BN layers")
+
+
+def unit_groups(model: nn.Module) -> list[list[nn.Module]]:
+    """One layer group per natural unit (ResNet: stem, layer1 .. layer4, head): the finest freeze points."""
+    return layer_groups(model, len(body_units(model)))
+
+
+def unit_names(model: nn.Module) -> list[str]:
+    """Short names of unit_groups: the first module's name in each ('conv1' is called 'stem', the last 'head')."""
+    names = [group_label(g, model).split(",")[0] for g in unit_groups(model)]
+    if names and names[0] == "conv1":
+        names[0] = "stem"
+    return names[:-1] + ["head"]

@@ -1,0 +1,146 @@
+"""Exercise checkers: each prints "Correct: ..." (returns None) or raises AssertionError with a hint; None = not attempted.
+
+Neuromatch style: a checker says what your answer was and what was expected. An answer still set
+to its placeholder `None` prints "Not attempted yet" (and fails nothing), so a notebook with
+unanswered exercises still runs top to bottom.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .audit import freeze_audit
+from .bn import bn_stats_frozen
+from .data import normalize
+from .models import find_head
+
+__all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised"]
+
+
+def not_attempted(answer, what: str) -> bool:
+    """True (and a message) if the answer is still the placeholder None."""
+    if answer is None:
+        print(f"Not attempted yet: {what}. Replace the None above with your answer and run this cell again.")
+        return True
+    return False
+
+
+def _require_module(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise AssertionError(f"Your answer is a {type(model).__name__}, expected an nn.Module (the model itself)")
+
+
+def _top_level(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_children())
+
+
+def trains_only(model, names, what: str | None = None) -> None:
+    """Check that exactly the top-level modules in `names` have trainable parameters and every other BN is pinned."""
+    what = what or f"train only {', '.join(names)}"
+    if not_attempted(model, what):
+        return
+    _require_module(model)
+    children = _top_level(model)
+    unknown = [n for n in names if n not in children]
+    if unknown:
+        raise AssertionError(f"{unknown} are not top-level modules of this model; it has {list(children)}")
+    trainable = [n for n, m in children.items() if any(p.requires_grad for p in m.parameters())]
+    wanted = [n for n in children if n in names]
+    if trainable != wanted:
+        raise AssertionError(f"Your trainable modules = {trainable}, expected {wanted}. "
+                             "Hint: requires_grad_(False) on everything, then requires_grad_(True) on those "
+                             "(or ftcourse.freeze / unfreeze); `module.requires_grad = False` does nothing.")
+    partly = [n for n in wanted if not all(p.requires_grad for p in children[n].parameters())]
+    if partly:
+        raise AssertionError(f"{partly} are only partly trainable; expected every parameter in them trainable")
+    loose = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm) and n.split(".")[0] not in names
+             and not bn_stats_frozen(m)]
+    if loose:
+        raise AssertionError(f"{len(loose)} BN layers in the frozen part are not pinned in eval mode (e.g. {loose[:2]}): "
+                             "their running statistics would still change in model.train(). "
+                             "Hint: ftcourse.freeze(...) or ftcourse.freeze_bn_stats(...) on the frozen modules")
+    print(f"Correct: only {', '.join(wanted)} train, and the frozen part's BN statistics are pinned.")
+    return
+
+
+def frozen_head_only(model) -> None:
+    """Check that only the classification head is trainable and the body is frozen for real (BN pinned)."""
+    if not_attempted(model, "freeze everything but the head"):
+        return
+    _require_module(model)
+    head_name, head = find_head(model)
+    if head_name not in _top_level(model):
+        raise AssertionError(f"the head {head_name!r} is not a top-level module; use trains_only for this model")
+    return trains_only(model, [head_name], what="freeze everything but the head")
+
+
+def audit_clean(model, optimizer, batch, loss_fn=F.cross_entropy) -> None:
+    """Check that a (partly frozen) model and its optimizer pass ftcourse.freeze_audit in train mode."""
+    if not_attempted(model, "fix the setup so that the freeze audit passes"):
+        return
+    _require_module(model)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise AssertionError(f"Your optimizer is a {type(optimizer).__name__}, expected a torch.optim.Optimizer")
+    if all(p.requires_grad for p in model.parameters()):
+        raise AssertionError("Nothing is frozen: the exercise is to keep the body frozen and fix the traps")
+    was = model.training
+    model.train()  # the trap shows in train mode: that is how a training loop runs
+    try:
+        report = freeze_audit(model, optimizer, batch, loss_fn)
+    finally:
+        model.train(was)
+    if not report.ok:
+        raise AssertionError("The freeze audit (model in train mode) still finds: " + " | ".join(report.traps))
+    print("Correct: one training step in train mode changes nothing that is frozen.")
+    return
+
+
+def number(answer, expected: float, what: str, rel: float = 1e-3) -> None:
+    """Check a numeric answer against the expected value (relative tolerance `rel`)."""
+    if not_attempted(answer, what):
+        return
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        raise AssertionError(f"Your {what} = {answer!r}, expected a number") from None
+    if not math.isclose(value, float(expected), rel_tol=rel, abs_tol=1e-12):
+        raise AssertionError(f"Your {what} = {value:.6g}, expected {float(expected):.6g}")
+    print(f"Correct: {what} = {value:.6g}")
+    return
+
+
+def param_count(answer, modules, what: str = "number of parameters") -> None:
+    """Check a count of scalar parameters against the modules' own count (each parameter counted once)."""
+    if not_attempted(answer, what):
+        return
+    mods = [modules] if isinstance(modules, nn.Module) else list(modules)
+    seen = {id(p): p for m in mods for p in m.parameters()}
+    expected = sum(p.numel() for p in seen.values())
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != expected:
+        hint = " Hint: sum(p.numel() for p in module.parameters()) over the group's modules"
+        raise AssertionError(f"Your {what} = {answer!r}, expected {expected:,}.{hint}")
+    print(f"Correct: {what} = {expected:,}")
+    return
+
+
+def normalised(answer, raw: torch.Tensor, mean, std) -> None:
+    """Check that `answer` is `raw` (N, 3, H, W) normalised per channel with (mean, std)."""
+    if not_attempted(answer, "normalise the images"):
+        return
+    if not isinstance(answer, torch.Tensor):
+        raise AssertionError(f"Your answer is a {type(answer).__name__}, expected a tensor")
+    if answer.shape != raw.shape:
+        raise AssertionError(f"Your tensor has shape {tuple(answer.shape)}, expected {tuple(raw.shape)}")
+    expected = normalize(raw, mean, std)
+    err = float((answer.float() - expected).abs().max())
+    if err > 1e-4:
+        got = answer.float().mean(dim=(0, 2, 3)).tolist()
+        raise AssertionError(f"Your images have per-channel means {[round(v, 3) for v in got]}, expected "
+                             f"{[round(v, 3) for v in expected.mean(dim=(0, 2, 3)).tolist()]} (max difference "
+                             f"{err:.3g}). Hint: (x - mean) / std with mean and std shaped (1, 3, 1, 1)")
+    print("Correct: (x - mean) / std per channel; these are what the backbone saw in pretraining.")
+    return
