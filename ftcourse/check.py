@@ -13,12 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import bn as _bn
 from .audit import freeze_audit
 from .bn import bn_stats_frozen
 from .data import normalize
 from .models import find_head
+from .train import evaluate
 
-__all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised"]
+__all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised",
+           "bn_scale_shift", "folded_conv", "adabn_adapted"]
 
 
 def not_attempted(answer, what: str) -> bool:
@@ -144,3 +147,51 @@ def normalised(answer, raw: torch.Tensor, mean, std) -> None:
                              f"{err:.3g}). Hint: (x - mean) / std with mean and std shaped (1, 3, 1, 1)")
     print("Correct: (x - mean) / std per channel; these are what the backbone saw in pretraining.")
     return
+
+
+# ---------------------------------------------------------------- lesson 04 (BatchNorm)
+def bn_scale_shift(scale, shift, layer):
+    """Exercise 1: the per-channel (scale, shift) a BN layer applies in eval mode."""
+    if not_attempted(scale, "scale and shift of the BN layer"):
+        return
+    want_scale, want_shift = _bn.bn_scale_shift(layer)
+    for got, want, what in [(scale, want_scale, "scale"), (shift, want_shift, "shift")]:
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise AssertionError(f"Your {what} should be a tensor of shape {tuple(want.shape)} (one value per channel)")
+        if not torch.allclose(got, want, atol=1e-6):
+            raise AssertionError(f"Your {what} differs from the expected one by up to {(got - want).abs().max():.3g}. "
+                                 "Hint: scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale")
+    print("Correct: this layer computes x * scale + shift in eval mode.")
+
+
+def folded_conv(weight, bias, conv, layer):
+    """Exercise 2: the weight and bias of conv followed by BN, folded into one conv."""
+    if not_attempted(weight, "weight and bias of the folded conv"):
+        return
+    want = _bn.fold_conv_bn(conv, layer)
+    for got, ref, what in [(weight, want.weight, "weight"), (bias, want.bias, "bias")]:
+        if not isinstance(got, torch.Tensor) or got.shape != ref.shape:
+            raise AssertionError(f"Your {what} should be a tensor of shape {tuple(ref.shape)}")
+        if not torch.allclose(got, ref.detach(), atol=1e-6):
+            raise AssertionError(f"Your {what} is off by up to {(got - ref).abs().max():.3g}. Hint: multiply each "
+                                 "output channel of the weight by scale; the conv has no bias, so bias = shift")
+    print("Correct: conv(x, weight, bias) equals bn(conv(x)) in eval mode.")
+
+
+def adabn_adapted(model, reference, test):
+    """Exercise 3: a copy of `reference` adapted with AdaBN: same weights, new statistics, better accuracy."""
+    if not_attempted(model, "adapt the probe to the colour shift with AdaBN"):
+        return
+    if model is reference:
+        raise AssertionError("Your model is the probe itself: adapt a copy (copy.deepcopy) and keep the probe unchanged")
+    same = all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+    if not same:
+        raise AssertionError("Some weights changed: AdaBN only recomputes the BN running statistics")
+    moved = [n for (n, a), (_, b) in zip(_bn.bn_modules(model), _bn.bn_modules(reference))
+             if torch.equal(a.running_mean, b.running_mean)]
+    if moved:
+        raise AssertionError(f"{len(moved)} BN layers still have the pretrained statistics (e.g. {moved[0]}): run ftcourse.adabn")
+    new, old = evaluate(model, test), evaluate(reference, test)
+    if new <= old:
+        raise AssertionError(f"Accuracy {new:.3f} is not above the unadapted {old:.3f}: use colour-shifted images")
+    print(f"Correct: same weights, new statistics; accuracy on the colour-shifted test {old:.3f} -> {new:.3f}.")
