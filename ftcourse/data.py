@@ -6,7 +6,7 @@ code runs on torchvision ResNets; the target can be shifted (contrast, colour, i
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 

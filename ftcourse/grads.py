@@ -24,7 +24,7 @@ from . import groups as _groups
 from .models import split_head
 
 __all__ = ["GradientRecorder", "snapshot", "update_ratios", "feature_drift", "linear_cka", "backward_graph_size",
-           "step_cost"]
+           "step_cost", "sync_device"]
 
 
 # ---------------------------------------------------------------- gradient norms per group
@@ -200,17 +200,18 @@ def backward_graph_size(loss: torch.Tensor) -> int:
     return len(seen)
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for queued CUDA work on `device` (no-op on the CPU), so timers measure the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _timed(fn: Callable[[], None], device: torch.device) -> float:
     """Seconds one call of fn() takes (CUDA work waited for)."""
-    _sync(device)
+    sync_device(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync_device(device)
     return time.perf_counter() - t0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .data import SOURCE_DIGITS, FreshClutter, source_indices, source_stats, source_task
-from .files import data_dir, sha256_file
+from .files import data_dir
 from .models import BACKBONE_WIDTHS, course_backbone, save_checkpoint
 from .runtime import seed_everything
 from .train import evaluate, fit, make_optimizer

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Task, make_loader
-from .grads import GradientRecorder
+from .grads import GradientRecorder, backward_graph_size, sync_device
 from .groups import freeze_to, unit_groups, unit_names
 from .runtime import get_device
 
@@ -50,7 +50,7 @@ def run_frozen_steps(model: nn.Module, task: Task, first_trainable: int, steps: 
             nodes = backward_graph_size(loss)
             loss.backward()
             opt.step()
-            _sync(device)
+            sync_device(device)
             times.append(time.perf_counter() - t0)
             rec.step()
             done += 1

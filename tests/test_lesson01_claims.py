@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 import ftcourse
-import ftcourse.widgets as widgets
 
 torch.set_num_threads(2)
 SEEDS = [0, 1, 2]

@@ -1,7 +1,6 @@
 """fit / evaluate / precompute_features, and the CLI."""
 import pytest
 import torch
-from torch import nn
 
 import ftcourse as fc
 from ftcourse.cli import main
