@@ -65,3 +65,14 @@ def test_no_side_effects_on_import():
             "after = (torch.initial_seed(), torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()); "
             "assert before == after, (before, after)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_code_has_no_undefined_or_unused_names():
+    """pyflakes over the package, benchmarks, scripts and tests (star re-exports in __init__ aside)."""
+    import subprocess
+    import sys
+
+    dirs = [str(ROOT / d) for d in ("ftcourse", "benchmarks", "scripts", "tests")]
+    out = subprocess.run([sys.executable, "-m", "pyflakes", *dirs], capture_output=True, text=True).stdout
+    problems = [line for line in out.splitlines() if "__init__.py" not in line]
+    assert not problems, "\n".join(problems)
