@@ -173,7 +173,8 @@ def test_cached_features_train_the_same_head_many_times_faster(seed):
         diff = max(float((a - b).abs().max()) for a, b in zip(model.fc.parameters(), head.parameters()))
         moved = float((head.weight - ftcourse.replace_head(fresh_model(seed), 5, seed=seed).weight).abs().max())
     assert diff < 1e-4 and moved > 1e-3, (diff, moved)
-    assert min(hist_a.seconds) > 5 * max(hist_b.seconds), (hist_a.seconds, hist_b.seconds)
+    # best epoch vs best epoch: other load on the machine only ever adds time, so minima compare the work
+    assert min(hist_a.seconds) > 5 * min(hist_b.seconds), (hist_a.seconds, hist_b.seconds)
 
 
 # ---------------------------------------------------------------- claim 6
