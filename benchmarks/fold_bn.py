@@ -1,0 +1,128 @@
+"""Folding BatchNorm into the convolutions for inference: how much faster, and how close the outputs.
+
+In eval mode a BN layer is a fixed per-channel scale and shift, so it can be folded into the conv
+before it (`ftcourse.fold_bn`: w' = w * scale, b' = (b - mean) * scale + beta). This prints, per
+model, the median time of an inference forward pass (eval mode, no_grad) of the model as it is and
+of its folded copy, timed in turns after a warm-up, their ratio, and the largest absolute
+difference between the two outputs (with the largest output, for scale).
+
+Models: the pretrained course backbone (32 px) and torchvision resnet18 / resnet50 (64 px, random
+weights). Random-init BN layers have running mean 0 and variance 1, which would make folding
+nearly trivial, so those models first run a few train-mode batches (no_grad) to give every BN layer
+real running statistics.
+
+    python benchmarks/fold_bn.py [--quick] [--device cpu|cuda] [--models course,resnet18,resnet50]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import ftcourse as ft
+
+SIZES = {"course": (32, 256), "resnet18": (64, 64), "resnet50": (64, 32)}  # image size, batch
+
+
+@torch.no_grad()
+def build(name: str, size: int, device: torch.device) -> torch.nn.Module:
+    """The pretrained course backbone, or a torchvision ResNet whose BN layers have seen some data; eval mode."""
+    if name == "course":
+        return ft.load_pretrained().to(device).eval()
+    model = ft.torchvision_backbone(name, num_classes=5).to(device)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # running statistics = the average over the calibration batches
+    model.train()
+    for _ in range(3):
+        model(2 * torch.rand(16, 3, size, size, device=device) - 0.5)
+    return model.eval()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def timed(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Seconds one inference forward pass takes (CUDA work waited for)."""
+    sync(x.device)
+    t0 = time.perf_counter()
+    model(x)
+    sync(x.device)
+    return time.perf_counter() - t0
+
+
+def bench(name: str, device: torch.device, batch: int, size: int, reps: int, warmup: int) -> dict:
+    """One row: unfolded and folded forward times, their ratio, output difference."""
+    torch.manual_seed(0)
+    model = build(name, size, device)
+    folded, report = ft.fold_bn(model, return_report=True)
+    x = torch.randn(batch, 3, size, size, device=device)
+    for _ in range(warmup):
+        timed(model, x), timed(folded, x)
+    plain, fold = [], []
+    for _ in range(reps):  # in turns: both see the same machine load
+        plain.append(timed(model, x))
+        fold.append(timed(folded, x))
+    with torch.no_grad():
+        out, out_folded = model(x), folded(x)
+    bns = len(report["folded"]) + len(report["frozen_affine"])
+    return {"model": name, "input": f"{batch}x3x{size}x{size}", "BN folded": f"{len(report['folded'])}/{bns}",
+            "eval ms": 1e3 * statistics.median(plain), "folded ms": 1e3 * statistics.median(fold),
+            "folded/eval": statistics.median(fold) / statistics.median(plain),
+            "max |diff|": float((out - out_folded).abs().max()), "max |out|": float(out.abs().max())}
+
+
+def print_table(rows: list[dict], fmt: dict) -> None:
+    """A plain text table: text columns left-aligned, numbers right-aligned."""
+    cols = list(rows[0])
+    cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    left = [all(isinstance(r[c], str) for r in rows) for c in cols]
+
+    def line(values):
+        return "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(values, widths, left)).rstrip()
+
+    print(line(cols))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print(line(row))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="batch 8, 2 repetitions, course + resnet18 only")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--models", default=None, help="comma-separated: course,resnet18,resnet50")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 15, quick 2)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
+    reps, warmup = args.reps or (2 if args.quick else 15), 1 if args.quick else 3
+    print(f"fold BN: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"reps={reps} warmup={warmup}")
+    rows = []
+    for name in names:
+        if name not in SIZES:
+            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(SIZES)}")
+        size, batch = SIZES[name]
+        rows.append(bench(name, device, 8 if args.quick else batch, size, reps, warmup))
+    print()
+    print_table(rows, {"eval ms": "{:.1f}", "folded ms": "{:.1f}", "folded/eval": "{:.2f}x",
+                       "max |diff|": "{:.1e}", "max |out|": "{:.2f}"})
+    print()
+    for r in rows:
+        print(f"  {r['model']}: folded inference takes {r['folded/eval']:.2f}x the time of eval mode "
+              f"({1 / r['folded/eval']:.2f}x faster); outputs differ by at most {r['max |diff|']:.1e}")
+
+
+if __name__ == "__main__":
+    main()
