@@ -27,6 +27,7 @@ import time
 import torch
 
 import ftcourse as ft
+from tables import print_table  # benchmarks/tables.py (scripts run from this folder)
 
 TARGET = 20.0
 
@@ -71,22 +72,6 @@ def bench(name: str, device: torch.device, epochs: int, batch: int, lr: float, q
             "recompute s/epoch": body, "cached s/epoch": cached_epoch, "speed-up": body / cached_epoch,
             "caching s": cache_s, "pays off after": cache_s / max(body - cached_epoch, 1e-9),
             "max |head diff|": diff}
-
-
-def print_table(rows: list[dict], fmt: dict) -> None:
-    """A plain text table: text columns left-aligned, numbers right-aligned."""
-    cols = list(rows[0])
-    cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    left = [all(isinstance(r[c], str) for r in rows) for c in cols]
-
-    def line(values):
-        return "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(values, widths, left)).rstrip()
-
-    print(line(cols))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print(line(row))
 
 
 def main(argv=None) -> None:

@@ -24,6 +24,7 @@ import time
 import torch
 
 import ftcourse as ft
+from tables import print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # image size, batch
 FREEZES = {"true freeze": False, "fastai train_bn=True": True}  # label -> train_bn
@@ -63,22 +64,6 @@ def accuracy(task: ft.Task, seed: int, train_bn: bool, steps: int, lr: float, de
     ft.replace_head(model, task.num_classes, seed=seed)  # the same head for both freezes
     ft.freeze_to(model, -1, train_bn=train_bn)
     return ft.fine_tune(task, seed, steps=steps, lr=lr, model=model, device=device)[1]
-
-
-def print_table(rows: list[dict], fmt: dict) -> None:
-    """A plain text table: text columns left-aligned, numbers right-aligned, '-' for None."""
-    cols = list(rows[0])
-    cells = [[("-" if r[c] is None else fmt.get(c, "{}").format(r[c])) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    left = [all(isinstance(r[c], str) for r in rows) for c in cols]
-
-    def line(values):
-        return "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(values, widths, left)).rstrip()
-
-    print(line(cols))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print(line(row))
 
 
 def spread(v: list[float]) -> str:

@@ -22,6 +22,7 @@ import time
 import torch
 
 import ftcourse as ft
+from tables import print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 256), "resnet18": (64, 64), "resnet50": (64, 32)}  # image size, batch
 
@@ -75,22 +76,6 @@ def bench(name: str, device: torch.device, batch: int, size: int, reps: int, war
             "eval ms": 1e3 * statistics.median(plain), "folded ms": 1e3 * statistics.median(fold),
             "folded/eval": statistics.median(fold) / statistics.median(plain),
             "max |diff|": float((out - out_folded).abs().max()), "max |out|": float(out.abs().max())}
-
-
-def print_table(rows: list[dict], fmt: dict) -> None:
-    """A plain text table: text columns left-aligned, numbers right-aligned."""
-    cols = list(rows[0])
-    cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    left = [all(isinstance(r[c], str) for r in rows) for c in cols]
-
-    def line(values):
-        return "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(values, widths, left)).rstrip()
-
-    print(line(cols))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print(line(row))
 
 
 def main(argv=None) -> None:
