@@ -2,9 +2,9 @@
 
 
 def print_table(rows: list[dict], fmt: dict) -> None:
-    """A plain text table: text columns left-aligned, numbers right-aligned."""
+    """A plain text table: text columns left-aligned, numbers right-aligned, '-' for None."""
     cols = list(rows[0])
-    cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
+    cells = [[("-" if r[c] is None else fmt.get(c, "{}").format(r[c])) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     left = [all(isinstance(r[c], str) for r in rows) for c in cols]
 
