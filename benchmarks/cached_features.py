@@ -27,7 +27,7 @@ import time
 import torch
 
 import ftcourse as ft
-from tables import print_table  # benchmarks/tables.py (scripts run from this folder)
+from tables import bench_device, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 TARGET = 20.0
 
@@ -84,10 +84,7 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args.device, args.threads)
     epochs = args.epochs or (2 if args.quick else 6)
     if epochs < 2:
         raise SystemExit("--epochs must be >= 2 (the first epoch is a warm-up)")

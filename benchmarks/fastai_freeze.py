@@ -24,7 +24,7 @@ import time
 import torch
 
 import ftcourse as ft
-from tables import print_table  # benchmarks/tables.py (scripts run from this folder)
+from tables import bench_device, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # image size, batch
 FREEZES = {"true freeze": False, "fastai train_bn=True": True}  # label -> train_bn
@@ -81,10 +81,7 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=ft.RECIPE_DEFAULTS["lr_probe"])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args.device, args.threads)
     names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
     reps, warmup = (2, 1) if args.quick else (7, 2)
     shots = args.shots or ([10] if args.quick else [10, 50])

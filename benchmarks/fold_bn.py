@@ -22,7 +22,7 @@ import time
 import torch
 
 import ftcourse as ft
-from tables import print_table  # benchmarks/tables.py (scripts run from this folder)
+from tables import bench_device, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 256), "resnet18": (64, 64), "resnet50": (64, 32)}  # image size, batch
 
@@ -86,10 +86,7 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 15, quick 2)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args.device, args.threads)
     names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
     reps, warmup = args.reps or (2 if args.quick else 15), 1 if args.quick else 3
     print(f"fold BN: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import ftcourse as ft
+from tables import bench_device  # benchmarks/tables.py (scripts run from this folder)
 
 TARGET = 1.15
 SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # image size, batch
@@ -148,10 +149,7 @@ def main(argv=None) -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the course's laptop: 2)")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args.device, args.threads)
     names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
     reps = args.reps or (2 if args.quick else 7)
     warmup = 1 if args.quick else 2

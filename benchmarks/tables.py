@@ -1,4 +1,14 @@
-"""The plain-text table every benchmark prints (shared by the scripts in this folder)."""
+"""What the benchmark scripts in this folder share: device set-up and the plain-text table they print."""
+
+import torch
+
+
+def bench_device(name: str, threads: int) -> torch.device:
+    """The device to measure on, with the CPU thread count fixed; a clear exit if CUDA is asked for but absent."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
+    torch.set_num_threads(threads)
+    return torch.device(name)
 
 
 def print_table(rows: list[dict], fmt: dict) -> None:
