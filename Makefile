@@ -1,5 +1,5 @@
 # Two entry points: `make lab` (the course) and `make test` (everything CI runs).
-# Both create .venv on first use with Python 3.10+ (python3 on PATH, or PYTHON=...).
+# Both create .venv on first use with Python 3.11+ (python3 on PATH, or PYTHON=...).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
