@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -42,19 +41,10 @@ def build(name: str, size: int, device: torch.device) -> torch.nn.Module:
     return model.eval()
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def timed(model: torch.nn.Module, x: torch.Tensor) -> float:
     """Seconds one inference forward pass takes (CUDA work waited for)."""
-    sync(x.device)
-    t0 = time.perf_counter()
-    model(x)
-    sync(x.device)
-    return time.perf_counter() - t0
+    return ft.time_call(lambda: model(x), x.device)
 
 
 def bench(name: str, device: torch.device, batch: int, size: int, reps: int, warmup: int) -> dict:

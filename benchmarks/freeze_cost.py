@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import gc
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -34,20 +33,6 @@ def build(name: str) -> torch.nn.Module:
     if name == "course":
         return ft.course_backbone(num_classes=5)
     return ft.torchvision_backbone(name, weights=None, num_classes=5)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    """Wall time of one call of fn() in seconds (CUDA work waited for)."""
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
 
 
 def autocast(device: torch.device, amp: bool):
@@ -90,8 +75,8 @@ def step_cost(model, x, y, device, warmup, reps, amp) -> tuple[float, float, int
         torch.cuda.reset_peak_memory_stats(device)
     fwd_times, step_times = [], []
     for _ in range(reps):
-        fwd_times.append(timed(forward, device))
-        step_times.append(timed(step, device))
+        fwd_times.append(ft.time_call(forward, device))
+        step_times.append(ft.time_call(step, device))
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return statistics.median(step_times), statistics.median(fwd_times), nodes, peak
 

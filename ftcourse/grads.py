@@ -24,7 +24,7 @@ from . import groups as _groups
 from .models import split_head
 
 __all__ = ["GradientRecorder", "snapshot", "update_ratios", "feature_drift", "linear_cka", "backward_graph_size",
-           "step_cost", "sync_device"]
+           "step_cost", "sync_device", "time_call"]
 
 
 # ---------------------------------------------------------------- gradient norms per group
@@ -206,7 +206,7 @@ def sync_device(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], None], device: torch.device) -> float:
+def time_call(fn: Callable[[], None], device: torch.device) -> float:
     """Seconds one call of fn() takes (CUDA work waited for)."""
     sync_device(device)
     t0 = time.perf_counter()
@@ -253,8 +253,8 @@ def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int = 7,
         torch.cuda.reset_peak_memory_stats(device)
     fwd, stp = [], []
     for _ in range(reps):
-        fwd.append(_timed(forward, device))
-        stp.append(_timed(step, device))
+        fwd.append(time_call(forward, device))
+        stp.append(time_call(step, device))
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     model.zero_grad(set_to_none=True)
     model.train(was_training)
