@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .files import verified_path
 
 __all__ = [
-    "Task", "SHIFTS", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task",
+    "Task", "SHIFTS", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task", "shifted_test_set",
     "shift_images", "source_stats", "normalize", "make_loader", "image_folder",
 ]
 
@@ -211,6 +211,19 @@ def target_task(shots: int | None = None, seed: int = 0, shift: str | None = Non
     test_kind = shift if test_shift == "same" else test_shift
     label = f"target: cluttered digits 5-9, {shots or limit}/class" + (f", shift={shift}" if shift else "")
     return _build(label, TARGET_DIGITS, chosen, 1000 + seed, np.concatenate(test), shift, severity, test_kind, norm)
+
+
+def shifted_test_set(task: Task, shift: str | None, severity: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target's fixed test images under a shift, normalised like `task`: an out-of-distribution test set.
+
+    The same 1,000 digits and clutter as `task.x_test`; only the shift differs (None gives the clean set).
+    """
+    if tuple(task.classes) != tuple(str(d) for d in TARGET_DIGITS):
+        raise ValueError(f"shifted_test_set is for target tasks (digits 5-9), got {task.name!r}")
+    _, test = _split(TARGET_DIGITS, TARGET_SPLIT)
+    idx = np.concatenate(test)
+    x = shift_images(render(idx, seed=_TEST_SEED), shift, severity, seed=_TEST_SEED + 1)
+    return normalize(x, task.mean, task.std), labels_of(idx, TARGET_DIGITS)
 
 
 class FreshClutter:

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import groups as _groups
-from .models import split_head
+from .models import find_head, split_head
 
-__all__ = ["GradientRecorder", "snapshot", "update_ratios", "feature_drift", "linear_cka", "backward_graph_size",
-           "step_cost", "sync_device", "time_call"]
+__all__ = ["GradientRecorder", "snapshot", "update_ratios", "feature_drift", "linear_cka", "representation_change",
+           "body_gradient", "backward_graph_size", "step_cost", "sync_device", "time_call", "time_steps"]
 
 
 # ---------------------------------------------------------------- gradient norms per group
@@ -182,6 +182,36 @@ def linear_cka(X, Y) -> float:
     return float(cross / denom) if denom > 0 else math.nan
 
 
+def representation_change(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """How much the penultimate features changed from model_a to model_b on x: relative change and 1 - linear CKA.
+
+    "relative" is ||f_b - f_a|| / ||f_a|| (sensitive to scale); "1 - CKA" ignores rotation and scale
+    and asks whether the examples are arranged differently (0 = the same representation).
+    """
+    fa, fb = _features(model_a, x, None), _features(model_b, x, None)
+    if fa.shape != fb.shape:
+        raise ValueError(f"the two models give features of different shapes {tuple(fa.shape)} and {tuple(fb.shape)}")
+    return {"relative": float((fa - fb).norm() / fa.norm().clamp_min(1e-12)), "1 - CKA": 1.0 - linear_cka(fa, fb)}
+
+
+def body_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable = F.cross_entropy) -> dict:
+    """What the head sends into the body on one batch: loss, gradient norm of the body's parameters, head weight norm.
+
+    One forward and backward in the model's current mode (train mode for a training step); no
+    optimizer step, and the gradients are cleared afterwards. The gradient reaching the features is
+    W^T (softmax - onehot) / batch: large errors times a small head, or small errors times a large one.
+    """
+    _, head = find_head(model)
+    head_ids = {id(p) for p in head.parameters()}
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    body = [p.grad for p in model.parameters() if id(p) not in head_ids and p.grad is not None]
+    norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in body)) if body else 0.0
+    model.zero_grad(set_to_none=True)
+    return {"loss": loss.item(), "body_grad_norm": norm, "head_weight_norm": float(head.weight.detach().norm())}
+
+
 # ---------------------------------------------------------------- backward work
 def backward_graph_size(loss: torch.Tensor) -> int:
     """Number of nodes in the autograd graph behind `loss` (its grad_fn and everything reachable from it).
@@ -213,6 +243,21 @@ def time_call(fn: Callable[[], None], device: torch.device) -> float:
     fn()
     sync_device(device)
     return time.perf_counter() - t0
+
+
+def time_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, reps: int = 10,
+               warmup: int = 2, loss_fn: Callable = F.cross_entropy) -> list[float]:
+    """Seconds of each of `reps` training steps (zero_grad, forward, backward, optimizer.step) on one batch."""
+    model.train()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    return [time_call(step, x.device) for _ in range(reps)]
 
 
 def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int = 7, warmup: int = 2,

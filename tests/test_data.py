@@ -69,6 +69,16 @@ def test_ood_test_shift_only_touches_the_test_set():
     assert torch.equal(plain.x_train, ood.x_train) and not torch.equal(plain.x_test, ood.x_test)
 
 
+def test_shifted_test_set_matches_target_task_test_shift():
+    task = fc.target_task(shots=5, seed=3)
+    for kind in ("blur", None):
+        x, y = fc.shifted_test_set(task, kind, severity=0.5)
+        ref = fc.target_task(shots=5, seed=3, test_shift=kind, severity=0.5)
+        assert torch.equal(x, ref.x_test) and torch.equal(y, task.y_test)
+    with pytest.raises(ValueError, match="target"):
+        fc.shifted_test_set(fc.source_task(), "blur")
+
+
 def test_fresh_clutter_changes_every_epoch():
     loader = fc.FreshClutter(fc.source_indices()[0][:40], (0, 1, 2, 3, 4), batch_size=16, seed=0)
     assert len(loader) == 3

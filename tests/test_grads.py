@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
 
-from ftcourse import (GradientRecorder, backward_graph_size, body_units, course_backbone, feature_drift, freeze_to,
-                      layer_groups, linear_cka, snapshot, unfreeze, update_ratios)
+from ftcourse import (GradientRecorder, backward_graph_size, body_gradient, body_units, course_backbone, feature_drift,
+                      freeze_to, layer_groups, linear_cka, representation_change, snapshot, time_steps, unfreeze,
+                      update_ratios)
 from ftcourse.groups import group_params
 
 torch.set_num_threads(2)
@@ -196,3 +197,44 @@ def test_backward_graph_shrinks_as_the_freeze_point_moves_up(model, batch):
     assert sizes[-1] == 0  # everything frozen: nothing to do backward
     freeze_to(model, -1, groups=groups, train_bn=True)  # fastai: BN trainable, the graph spans the body
     assert backward_graph_size(F.cross_entropy(model(batch[0]), batch[1])) > sizes[2] > 10 * sizes[-2]
+
+
+# ---------------------------------------------------------------- representation change, body gradient, step times
+def test_representation_change_is_zero_for_the_same_model_and_sees_a_changed_layer(model, batch):
+    same = representation_change(model, copy.deepcopy(model), batch[0])
+    assert same["relative"] == 0.0 and abs(same["1 - CKA"]) < 1e-9
+    other = copy.deepcopy(model)
+    torch.manual_seed(5)
+    other.layer4[-1].conv2.reset_parameters()
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    changed = representation_change(model, other, x)
+    assert changed["relative"] > 0.05 and changed["1 - CKA"] > 1e-3
+    with pytest.raises(ValueError, match="shapes"):
+        representation_change(model, resnet18(num_classes=5), x)
+
+
+def test_body_gradient_matches_autograd_by_hand(model, batch):
+    model.train()
+    reference = copy.deepcopy(model)
+    got = body_gradient(model, *batch)
+    loss = F.cross_entropy(reference(batch[0]), batch[1])
+    loss.backward()
+    body = [p.grad.double().flatten() for n, p in reference.named_parameters() if not n.startswith("fc")]
+    assert math.isclose(got["body_grad_norm"], float(torch.cat(body).norm()), rel_tol=1e-5)
+    assert math.isclose(got["loss"], loss.item(), rel_tol=1e-6)
+    assert math.isclose(got["head_weight_norm"], float(model.fc.weight.norm()), rel_tol=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # gradients cleared, nothing stepped
+
+
+def test_body_gradient_scales_with_the_head_weights(model, batch):
+    """d loss / d features = W^T (softmax - onehot) / B: a zero head sends nothing into the body."""
+    model.train()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+    assert body_gradient(model, *batch)["body_grad_norm"] == 0.0
+
+
+def test_time_steps_returns_one_positive_time_per_rep(model, batch):
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    times = time_steps(model, *batch, opt, reps=3, warmup=1)
+    assert len(times) == 3 and all(t > 0 for t in times)

@@ -1,4 +1,7 @@
 """fit / evaluate / precompute_features, and the CLI."""
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +62,37 @@ def test_head_on_cached_features_equals_head_on_frozen_body():
     fc.seed_everything(0)
     fc.fit(model.fc, fc.make_loader(feats, labels, 8, shuffle=True, seed=3), epochs=3, lr=0.05, progress=False)
     assert torch.allclose(model.fc.weight, twin.fc.weight, atol=1e-5)
+
+
+def test_fine_tune_takes_per_group_rates_and_lp_ft_starts_from_the_probe():
+    task = fc.target_task(shots=2, seed=0)
+    model, acc = fc.fine_tune(task, seed=0, steps=2, lr=np.array([0.0, 0.0, 0.01]))
+    pretrained = fc.load_pretrained()
+    assert torch.equal(model.conv1.weight, pretrained.conv1.weight)  # groups 0 and 1 at rate 0 did not move
+    assert torch.equal(model.layer4[0].conv1.weight, pretrained.layer4[0].conv1.weight)
+    assert 0.0 <= acc <= 1.0
+    with pytest.raises(TypeError, match="lr must be"):
+        fc.fine_tune(task, seed=0, steps=1, lr="fast")
+    probe, _ = fc.linear_probe(task, seed=0, steps=5)
+    lpft, _ = fc.lp_ft(task, seed=0, steps=5, lr=0.0)  # lr 0: the second stage changes no weight
+    assert torch.allclose(lpft.fc.weight, probe.fc.weight)
+
+
+def test_gradual_unfreeze_trains_the_head_first_and_everything_at_the_end():
+    task = fc.target_task(shots=2, seed=0)
+    model, acc = fc.gradual_unfreeze(task, seed=0, steps=3, lr=slice(0.001, 0.01))
+    pretrained = fc.load_pretrained()
+    assert not torch.equal(model.conv1.weight, pretrained.conv1.weight)  # the last stage trains group 0
+    assert all(p.requires_grad for p in model.parameters())
+    assert 0.0 <= acc <= 1.0
+
+
+def test_shifted_accuracy_reports_each_shift_and_the_mean():
+    task = fc.target_task(shots=2, seed=0)
+    model = fc.load_pretrained(5)
+    accs = fc.shifted_accuracy(model, task, shifts=("blur", "noise"))
+    assert set(accs) == {"blur", "noise", "mean"}
+    assert math.isclose(accs["mean"], (accs["blur"] + accs["noise"]) / 2)
 
 
 def test_seed_everything_and_device(monkeypatch):
