@@ -17,11 +17,12 @@ from . import bn as _bn
 from .audit import freeze_audit
 from .bn import bn_stats_frozen
 from .data import normalize
+from .groups import group_label, group_params, layer_groups
 from .models import find_head
 from .train import evaluate
 
 __all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised",
-           "bn_scale_shift", "folded_conv", "adabn_adapted"]
+           "bn_scale_shift", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates"]
 
 
 def not_attempted(answer, what: str) -> bool:
@@ -195,3 +196,95 @@ def adabn_adapted(model, reference, test):
     if new <= old:
         raise AssertionError(f"Accuracy {new:.3f} is not above the unadapted {old:.3f}: use colour-shifted images")
     print(f"Correct: same weights, new statistics; accuracy on the colour-shifted test {old:.3f} -> {new:.3f}.")
+
+
+# ---------------------------------------------------------------- lesson 03 (differential learning rates)
+def _held(answer) -> list[tuple[torch.Tensor, float]]:
+    """(parameter, lr) for every tensor an optimizer or a list of param-group dicts holds."""
+    groups = answer.param_groups if isinstance(answer, torch.optim.Optimizer) else answer
+    if isinstance(groups, dict) or not isinstance(groups, (list, tuple)):
+        raise AssertionError(f"Your answer is a {type(answer).__name__}, expected a torch optimizer or a list of "
+                             "dicts like [{'params': [...], 'lr': 1e-4}, ...]")
+    held = []
+    for i, g in enumerate(groups):
+        if not isinstance(g, dict) or "params" not in g:
+            raise AssertionError(f"Entry {i} of your list is a {type(g).__name__}, expected a dict with 'params' and 'lr'")
+        if "lr" not in g:
+            raise AssertionError(f"Group {i} has no 'lr': without it the optimizer's default rate applies to it")
+        params = [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])
+        held += [(p, float(g["lr"])) for p in params]
+    return held
+
+
+def param_groups_match(answer, model: nn.Module, rates, groups=None) -> None:
+    """Check an optimizer (or param-group dicts) against one rate per layer group; None = a frozen group.
+
+    Every trainable parameter of layer group i (`layer_groups(model, len(rates))`, as ftcourse.param_groups
+    cuts it) must be held exactly once with rate rates[i]; frozen parameters and other models' tensors not at all.
+    """
+    if not_attempted(answer, "build the parameter groups"):
+        return
+    held = _held(answer)
+    groups = layer_groups(model, len(rates)) if groups is None else groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    count: dict[int, int] = {}
+    lr_of: dict[int, float] = {}
+    for p, lr in held:
+        count[id(p)] = count.get(id(p), 0) + 1
+        lr_of[id(p)] = lr
+    twice = [names.get(i, "?") for i, c in count.items() if c > 1]
+    if twice:
+        raise AssertionError(f"{len(twice)} tensor(s) are in more than one group (e.g. {twice[:2]}): each would be "
+                             "updated twice per step. Hint: each module in exactly one group")
+    foreign = [i for i in count if i not in names]
+    if foreign:
+        raise AssertionError(f"{len(foreign)} tensor(s) are not parameters of this model: build the groups from "
+                             "this model's modules (an old head, or another copy of the model?)")
+    for i, (group, rate) in enumerate(zip(groups, rates)):
+        label = group_label(group, model)
+        params = group_params(group)
+        if rate is None:
+            trainable = [names[id(p)] for p in params if p.requires_grad]
+            if trainable:
+                raise AssertionError(f"Group {i} ({label}) should be frozen, but {len(trainable)} tensor(s) are "
+                                     f"trainable (e.g. {trainable[:2]}). Hint: ftcourse.freeze_to(model, {i + 1})")
+            inside = [names[id(p)] for p in params if id(p) in count]
+            if inside:
+                raise AssertionError(f"Group {i} ({label}) is frozen, but your optimizer holds {len(inside)} of its "
+                                     f"tensors (e.g. {inside[:2]}): leave frozen parameters out")
+            continue
+        missing = [names[id(p)] for p in params if p.requires_grad and id(p) not in count]
+        if missing:
+            raise AssertionError(f"Group {i} ({label}): {len(missing)} trainable tensor(s) are in no group, e.g. "
+                                 f"{missing[:3]}: they would get gradients but never be updated")
+        frozen = [names[id(p)] for p in params if not p.requires_grad and id(p) in count]
+        if frozen:
+            raise AssertionError(f"Group {i} ({label}): {len(frozen)} frozen tensor(s) are held, e.g. {frozen[:2]}: "
+                                 "leave them out (weight decay and momentum would still move them)")
+        wrong = sorted({lr_of[id(p)] for p in params if id(p) in count and not math.isclose(lr_of[id(p)], rate,
+                                                                                             rel_tol=1e-6)})
+        if wrong:
+            raise AssertionError(f"Group {i} ({label}) should learn at {rate:g}; some of its tensors have lr "
+                                 f"{', '.join(f'{v:g}' for v in wrong)}. Hint: input to output, one rate per group")
+    shown = ", ".join("frozen" if r is None else f"{r:g}" for r in rates)
+    print(f"Correct: {len(count)} tensors, each in one group, at rates {shown} (input to output), "
+          "the same as ftcourse.param_groups would build.")
+
+
+def learning_rates(answer, expected, what: str = "learning rates", rel: float = 1e-6) -> None:
+    """Check a list of learning rates (input to output) against the expected ones."""
+    if not_attempted(answer, what):
+        return
+    try:
+        got = [float(v) for v in (answer.tolist() if hasattr(answer, "tolist") else answer)]
+    except TypeError:
+        raise AssertionError(f"Your {what} = {answer!r}, expected a list of {len(expected)} numbers") from None
+    want = [float(v) for v in expected]
+    if len(got) != len(want):
+        raise AssertionError(f"Your {what} has {len(got)} values, expected {len(want)} (one per group)")
+    if not all(math.isclose(a, b, rel_tol=rel) for a, b in zip(got, want)):
+        hint = " (in the wrong order? input to output: the head, last, gets the top rate)" if \
+            all(math.isclose(a, b, rel_tol=rel) for a, b in zip(got, want[::-1])) else ""
+        raise AssertionError(f"Your {what} = {[float(f'{v:.4g}') for v in got]}, expected "
+                             f"{[float(f'{v:.4g}') for v in want]}{hint}")
+    print(f"Correct: {what} = {', '.join(f'{v:.3g}' for v in got)}")

@@ -235,3 +235,122 @@ def test_freeze_explorer_run_records_who_gets_gradients(small_task):
 def test_run_frozen_steps_refuses_an_all_frozen_model(small_task, model):
     with pytest.raises(ValueError, match="nothing is trainable"):
         widgets.run_frozen_steps(model, small_task, first_trainable=6, steps=1)
+
+
+# ---------------------------------------------------------------- lesson 03: learning rates per group
+def _resnet_groups_by_hand(m, rates):
+    mods = [(m.conv1, m.bn1, m.layer1, m.layer2), (m.layer3, m.layer4), (m.fc,)]
+    return [{"params": [p for mod in ms for p in mod.parameters()], "lr": lr} for ms, lr in zip(mods, rates)]
+
+
+def test_param_groups_match_accepts_dicts_and_optimizers(model, capsys):
+    check.param_groups_match(None, model, [1e-4, 1e-3, 1e-2])
+    assert "Not attempted yet" in capsys.readouterr().out
+    check.param_groups_match(_resnet_groups_by_hand(model, [1e-4, 1e-3, 1e-2]), model, [1e-4, 1e-3, 1e-2])
+    opt = ftcourse.make_optimizer(ftcourse.param_groups(model, np.array([1e-4, 1e-3, 1e-2]), bn_weight_decay=0.0))
+    check.param_groups_match(opt, model, [1e-4, 1e-3, 1e-2])  # one layer group split over two dicts is fine
+    assert capsys.readouterr().out.count("Correct") == 2
+
+
+def test_param_groups_match_rejects_the_mistakes(model):
+    rates = [1e-4, 1e-3, 1e-2]
+    with pytest.raises(AssertionError, match="should learn at 0.0001"):
+        check.param_groups_match(_resnet_groups_by_hand(model, rates[::-1]), model, rates)
+    missing = _resnet_groups_by_hand(model, rates)
+    missing[0]["params"] = missing[0]["params"][3:]  # conv1 and bn1 forgotten
+    with pytest.raises(AssertionError, match="in no group"):
+        check.param_groups_match(missing, model, rates)
+    twice = _resnet_groups_by_hand(model, rates) + [{"params": list(model.fc.parameters()), "lr": 1e-2}]
+    with pytest.raises(AssertionError, match="more than one group"):
+        check.param_groups_match(twice, model, rates)
+    no_lr = _resnet_groups_by_hand(model, rates)
+    del no_lr[1]["lr"]
+    with pytest.raises(AssertionError, match="no 'lr'"):
+        check.param_groups_match(no_lr, model, rates)
+    with pytest.raises(AssertionError, match="expected a torch optimizer or a list"):
+        check.param_groups_match({"params": [], "lr": 1.0}, model, rates)
+    torch.manual_seed(1)
+    other = ftcourse.course_backbone(num_classes=5)
+    with pytest.raises(AssertionError, match="not parameters of this model"):
+        check.param_groups_match(_resnet_groups_by_hand(other, rates), model, rates)
+
+
+def test_param_groups_match_with_a_frozen_group(model, capsys):
+    rates = [None, 1e-3, 1e-2]
+    with pytest.raises(AssertionError, match="should be frozen"):
+        check.param_groups_match(_resnet_groups_by_hand(model, [1e-4, 1e-3, 1e-2])[1:], model, rates)
+    ftcourse.freeze_to(model, 1)
+    with pytest.raises(AssertionError, match="leave frozen parameters out"):
+        check.param_groups_match(torch.optim.SGD(model.parameters(), lr=1e-3), model, rates)
+    opt = ftcourse.make_optimizer(ftcourse.param_groups(model, np.array([1e-4, 1e-3, 1e-2])))
+    check.param_groups_match(opt, model, rates)
+    assert "Correct" in capsys.readouterr().out
+
+
+def test_learning_rates_checker(capsys):
+    expected = ftcourse.ulmfit_lrs(5, 0.01)
+    check.learning_rates(None, expected)
+    check.learning_rates([0.01 / 2.6 ** (4 - i) for i in range(5)], expected)
+    check.learning_rates(np.array(expected), expected)
+    out = capsys.readouterr().out
+    assert "Not attempted yet" in out and out.count("Correct") == 2
+    with pytest.raises(AssertionError, match="wrong order"):
+        check.learning_rates(expected[::-1], expected)
+    with pytest.raises(AssertionError, match="has 3 values, expected 5"):
+        check.learning_rates(expected[:3], expected)
+    with pytest.raises(AssertionError, match="expected a list"):
+        check.learning_rates(0.01, expected)
+
+
+def test_short_group_names(model):
+    assert widgets.short_group_names(model, ftcourse.layer_groups(model, 3)) == ["stem-layer2", "layer3-layer4", "head"]
+    assert widgets.short_group_names(model, ftcourse.unit_groups(model)) == ftcourse.unit_names(model)
+
+
+def test_run_lr_steps_measures_each_group(model, small_task):
+    before = ftcourse.snapshot(model)
+    result = widgets.run_lr_steps(model, small_task, np.array([0.0, 1e-3, 1e-1]), steps=3, batch_size=8)
+    assert result["lrs"] == pytest.approx([0.0, 1e-3, 1e-1])
+    assert result["names"] == ["stem-layer2", "layer3-layer4", "head"]
+    ratios = result["update_ratios"]
+    assert ratios[0] == 0.0 and 0 < ratios[1] < ratios[2]  # rate 0: the group did not move at all
+    assert all(g > 0 for g in result["grad_norms"]) and np.isfinite(result["loss"])
+    assert 0 <= result["accuracy"] <= 1
+    assert not torch.equal(before["fc.weight"], model.fc.weight.detach())
+    assert len(widgets.run_lr_steps(model, small_task, slice(1e-4, 1e-2), steps=1, batch_size=8)["lrs"]) == 3
+
+
+def test_plot_update_ratios_grouped_log_bars():
+    ax = widgets.plot_update_ratios({"a": [0.01, 0.02, 1.0], "b": [0.001, 0.01, 2.0]}, ["g0", "g1", "head"])
+    _labelled(ax)
+    assert ax.get_yscale() == "log" and len(ax.patches) == 6
+    assert ax.get_legend_handles_labels()[1] == ["a", "b"]
+    with pytest.raises(ValueError, match="2 ratios but there are 3 groups"):
+        widgets.plot_update_ratios({"a": [1.0, 2.0]}, ["g0", "g1", "head"])
+
+
+def test_lr_explorer_builds_without_training_and_runs(monkeypatch, small_task):
+    import ipywidgets as w
+
+    def factory():
+        torch.manual_seed(0)
+        return ftcourse.course_backbone(num_classes=5)
+
+    real = widgets.run_lr_steps
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("building the widget must not train")
+
+    monkeypatch.setattr(widgets, "run_lr_steps", no_training)
+    box = widgets.lr_explorer(factory, small_task, steps=2, batch_size=8)
+    sliders = [c for c in box.children if isinstance(c, w.FloatLogSlider)]
+    assert [s.value for s in sliders] == pytest.approx([1e-4, 1e-3, 1e-2])
+    preset, button = box.children[3].children
+    assert isinstance(button, w.Button) and isinstance(box.children[4], w.Output)
+    preset.value = "uniform 0.3"
+    assert [s.value for s in sliders] == pytest.approx([0.3] * 3)
+    monkeypatch.setattr(widgets, "run_lr_steps", real)
+    result = box.run()
+    assert result["lrs"] == pytest.approx([0.3] * 3) and len(result["update_ratios"]) == 3
+    box.run()
+    assert len(box.history) == 2
