@@ -21,7 +21,7 @@ import statistics
 import torch
 
 import ftcourse as ft
-from tables import bench_device, print_table  # benchmarks/tables.py (scripts run from this folder)
+from tables import bench_device, pick_models, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 256), "resnet18": (64, 64), "resnet50": (64, 32)}  # image size, batch
 
@@ -77,15 +77,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     device = bench_device(args.device, args.threads)
-    names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
     reps, warmup = args.reps or (2 if args.quick else 15), 1 if args.quick else 3
     print(f"fold BN: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"reps={reps} warmup={warmup}")
     rows = []
-    for name in names:
-        if name not in SIZES:
-            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(SIZES)}")
-        size, batch = SIZES[name]
+    for name, size, batch in pick_models(args.models, args.quick, SIZES):
         rows.append(bench(name, device, 8 if args.quick else batch, size, reps, warmup))
     print()
     print_table(rows, {"eval ms": "{:.1f}", "folded ms": "{:.1f}", "folded/eval": "{:.2f}x",

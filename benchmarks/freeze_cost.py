@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import ftcourse as ft
-from tables import bench_device  # benchmarks/tables.py (scripts run from this folder)
+from tables import bench_device, pick_models  # benchmarks/tables.py (scripts run from this folder)
 
 TARGET = 1.15
 SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # image size, batch
@@ -135,16 +135,12 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the course's laptop: 2)")
     args = ap.parse_args(argv)
     device = bench_device(args.device, args.threads)
-    names = (args.models or ("course,resnet18" if args.quick else "course,resnet18,resnet50")).split(",")
     reps = args.reps or (2 if args.quick else 7)
     warmup = 1 if args.quick else 2
     print(f"freeze cost: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"reps={reps} warmup={warmup}{' amp=bf16' if args.amp else ''}")
-    rows = []
-    for name in names:
-        if name not in SIZES:
-            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(SIZES)}")
-        size, batch = SIZES[name]
+    rows, models = [], pick_models(args.models, args.quick, SIZES)
+    for name, size, batch in models:
         size, batch = args.size or size, args.batch or (8 if args.quick else batch)
         print(f"  {name}: {batch}x3x{size}x{size}", flush=True)
         rows += bench_model(name, device, batch, size, warmup, reps, args.amp)
@@ -152,7 +148,7 @@ def main(argv=None) -> None:
     print_table(rows)
     print()
     print(f"target: head-only <= {TARGET}x forward")
-    for name in names:
+    for name, _, _ in models:
         head = next(r for r in rows if r["model"] == name and r["freeze point"].endswith("head only"))
         full = next(r for r in rows if r["model"] == name and r["freeze point"] == "nothing frozen")
         fastai = next(r for r in rows if r["model"] == name and "train_bn=True" in r["freeze point"])

@@ -11,6 +11,15 @@ def bench_device(name: str, threads: int) -> torch.device:
     return torch.device(name)
 
 
+def pick_models(models: str | None, quick: bool, sizes: dict) -> list[tuple[str, int, int]]:
+    """(name, image size, batch) for each model asked for (comma-separated), or the default set; clear error otherwise."""
+    names = (models or ("course,resnet18" if quick else "course,resnet18,resnet50")).split(",")
+    unknown = [n for n in names if n not in sizes]
+    if unknown:
+        raise SystemExit(f"unknown model {unknown[0]!r}; choose from {', '.join(sizes)}")
+    return [(n, *sizes[n]) for n in names]
+
+
 def print_table(rows: list[dict], fmt: dict) -> None:
     """A plain text table: text columns left-aligned, numbers right-aligned, '-' for None."""
     cols = list(rows[0])
