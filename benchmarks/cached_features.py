@@ -12,7 +12,7 @@ head on the stored features for every epoch after. This prints, per model:
   from the same head, see the batches in the same order (same loader seed) and take the same SGD
   steps, so they should be equal up to float rounding.
 
-Models: the pretrained course backbone on the target task (300 images per class, 32 px), and a
+Models: the pretrained course backbone on the target task (250 images per class, 32 px), and a
 torchvision resnet18 (random weights) on random 64 px images.
 
     python benchmarks/cached_features.py [--quick] [--device cpu|cuda]
@@ -33,7 +33,7 @@ TARGET = 20.0
 
 
 def course_data(quick: bool) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """The pretrained course backbone and the target task's training images (300 per class; quick: 10)."""
+    """The pretrained course backbone and the target task's training images (250 per class; quick: 10)."""
     task = ft.target_task(shots=10 if quick else None, seed=0)
     return ft.load_pretrained(), task.x_train, task.y_train
 

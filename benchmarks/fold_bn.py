@@ -16,7 +16,6 @@ real running statistics.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
@@ -41,30 +40,18 @@ def build(name: str, size: int, device: torch.device) -> torch.nn.Module:
     return model.eval()
 
 
-@torch.no_grad()
-def timed(model: torch.nn.Module, x: torch.Tensor) -> float:
-    """Seconds one inference forward pass takes (CUDA work waited for)."""
-    return ft.time_call(lambda: model(x), x.device)
-
-
 def bench(name: str, device: torch.device, batch: int, size: int, reps: int, warmup: int) -> dict:
     """One row: unfolded and folded forward times, their ratio, output difference."""
     torch.manual_seed(0)
     model = build(name, size, device)
     folded, report = ft.fold_bn(model, return_report=True)
     x = torch.randn(batch, 3, size, size, device=device)
-    for _ in range(warmup):
-        timed(model, x), timed(folded, x)
-    plain, fold = [], []
-    for _ in range(reps):  # in turns: both see the same machine load
-        plain.append(timed(model, x))
-        fold.append(timed(folded, x))
+    plain, fold = ft.forward_ms([model, folded], x, reps=reps, warmup=warmup)  # in turns: the same machine load
     with torch.no_grad():
         out, out_folded = model(x), folded(x)
     bns = len(report["folded"]) + len(report["frozen_affine"])
     return {"model": name, "input": f"{batch}x3x{size}x{size}", "BN folded": f"{len(report['folded'])}/{bns}",
-            "eval ms": 1e3 * statistics.median(plain), "folded ms": 1e3 * statistics.median(fold),
-            "folded/eval": statistics.median(fold) / statistics.median(plain),
+            "eval ms": plain, "folded ms": fold, "folded/eval": fold / plain,
             "max |diff|": float((out - out_folded).abs().max()), "max |out|": float(out.abs().max())}
 
 

@@ -14,12 +14,8 @@ Target (COURSE_PLAN section 7): a head-only step costs <= 1.15x a forward pass.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
-import statistics
 
 import torch
-import torch.nn.functional as F
 
 import ftcourse as ft
 from tables import bench_device, pick_models  # benchmarks/tables.py (scripts run from this folder)
@@ -35,56 +31,10 @@ def build(name: str) -> torch.nn.Module:
     return ft.torchvision_backbone(name, weights=None, num_classes=5)
 
 
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when asked (the H100 reference run), else nothing."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()
-
-
-def step_cost(model, x, y, device, warmup, reps, amp) -> tuple[float, float, int, float | None]:
-    """(median step time, median forward time, backward graph nodes, peak CUDA MiB or None).
-
-    A step is what a training loop does (train mode, zero_grad, forward, loss, backward, SGD step);
-    the forward reference is an inference pass (eval mode, no_grad). The two are timed in turns,
-    so both see the same load on a busy machine and their ratio stays meaningful.
-    """
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    model.zero_grad(set_to_none=True)
-    model.train()
-    with autocast(device, amp):
-        nodes = ft.backward_graph_size(F.cross_entropy(model(x), y))
-
-    def forward():
-        model.eval()
-        with torch.no_grad(), autocast(device, amp):
-            model(x)
-
-    def step():
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        forward()
-        step()
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    fwd_times, step_times = [], []
-    for _ in range(reps):
-        fwd_times.append(ft.time_call(forward, device))
-        step_times.append(ft.time_call(step, device))
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return statistics.median(step_times), statistics.median(fwd_times), nodes, peak
-
-
 def freeze_points(model) -> list[tuple[str, int, bool]]:
     """(label, freeze_to index, train_bn) for every freeze point, one group per unit of the model."""
-    groups = ft.layer_groups(model, len(ft.body_units(model)))
-    names = [ft.group_label(g, model).split(",")[0] for g in groups]
+    groups = ft.unit_groups(model)
+    names = ft.unit_names(model)
     k = len(groups)
     points = [("nothing frozen", 0, False)]
     points += [(f"freeze_to({i}): train {names[i]}..", i, False) for i in range(1, k - 1)]
@@ -99,28 +49,20 @@ def bench_model(name, device, batch, size, warmup, reps, amp) -> list[dict]:
     model = build(name).to(device)
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 5, (batch,), device=device)
-    groups = ft.layer_groups(model, len(ft.body_units(model)))
+    groups = ft.unit_groups(model)
     rows = []
     for label, n, train_bn in freeze_points(model):
         ft.freeze_to(model, n, groups=groups, train_bn=train_bn)
-        t, fwd, nodes, peak = step_cost(model, x, y, device, warmup, reps, amp)
+        c = ft.step_cost(model, x, y, reps=reps, warmup=warmup, amp=amp)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        rows.append({"model": name, "freeze point": label, "trainable": trainable, "step ms": 1e3 * t,
-                     "fwd ms": 1e3 * fwd, "step/fwd": t / fwd, "graph nodes": nodes, "peak MiB": peak})
+        rows.append({"model": name, "freeze point": label, "trainable": trainable, "step ms": c["step_ms"],
+                     "fwd ms": c["forward_ms"], "step/fwd": c["step_ms"] / c["forward_ms"],
+                     "graph nodes": c["nodes"], "peak MiB": c["peak_mib"]})
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    """A plain text table, one line per row."""
-    fmt = {"trainable": "{:,}", "step ms": "{:.1f}", "fwd ms": "{:.1f}", "step/fwd": "{:.2f}x",
+FORMATS = {"trainable": "{:,}", "step ms": "{:.1f}", "fwd ms": "{:.1f}", "step/fwd": "{:.2f}x",
            "graph nodes": "{:d}", "peak MiB": "{:.0f}"}
-    cols = list(rows[0])
-    cells = [[("-" if r[c] is None else fmt.get(c, "{}").format(r[c])) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
 
 
 def main(argv=None) -> None:
@@ -145,7 +87,7 @@ def main(argv=None) -> None:
         print(f"  {name}: {batch}x3x{size}x{size}", flush=True)
         rows += bench_model(name, device, batch, size, warmup, reps, args.amp)
     print()
-    print_table(rows)
+    print(ft.Table(rows, formats=FORMATS))
     print()
     print(f"target: head-only <= {TARGET}x forward")
     for name, _, _ in models:

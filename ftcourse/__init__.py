@@ -1,16 +1,19 @@
 """ftcourse: the helpers of a course on fine-tuning pretrained CNNs in PyTorch.
 
 Layers, bottom to top (no module imports one above it):
-files, runtime -> data, models, bn -> groups -> optim -> grads, audit -> train -> recipes, pretrain
--> plots, check, widgets -> cli
+files, runtime, tables -> data, models, bn -> groups -> optim -> cost, features, grads, audit -> train
+-> recipes, pretrain -> plots, check -> widgets -> cli
 """
 from .files import *  # noqa: F401,F403
 from .runtime import *  # noqa: F401,F403
+from .tables import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .bn import *  # noqa: F401,F403
 from .groups import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .cost import *  # noqa: F401,F403
+from .features import *  # noqa: F401,F403
 from .grads import *  # noqa: F401,F403
 from .audit import *  # noqa: F401,F403
 from .train import *  # noqa: F401,F403

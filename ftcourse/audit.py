@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import groups as _groups
+from .tables import Table
 
 __all__ = ["AuditReport", "freeze_audit", "twin_copy"]
 
@@ -324,20 +325,17 @@ class AuditReport:
         """True if no trap was found (notes are informational)."""
         return not self.traps
 
-    def __str__(self) -> str:
-        head = [t for _, t in _COLUMNS]
-        cells = [_cells(r) for r in self.rows]
-        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-
-        def line(vs):
-            return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vs, widths)))
-
+    def table(self) -> Table:
+        """The unit rows, status and findings as ftcourse's table type."""
         mode = "train" if self.training_mode else "eval"
-        out = [f"Freeze audit: one training step on copies (model in {mode} mode); counts are parameter tensors",
-               line(head), line(["-" * w for w in widths]), *(line(c) for c in cells)]
-        out.append("OK: no freezing trap found." if self.ok else "TRAPS FOUND:")
-        out += [f"  ! {t}" for t in self.traps] + [f"  note: {n}" for n in self.notes]
-        return "\n".join(out)
+        rows = [dict(zip((t for _, t in _COLUMNS), _cells(r))) for r in self.rows]
+        status = ["OK: no freezing trap found." if self.ok else "TRAPS FOUND:"]
+        status += [f"  ! {t}" for t in self.traps] + [f"  note: {n}" for n in self.notes]
+        return Table(rows, title=f"Freeze audit: one training step on copies (model in {mode} mode); "
+                                 "counts are parameter tensors", notes=status)
+
+    def __str__(self) -> str:
+        return str(self.table())
 
     def __repr__(self) -> str:
         return str(self)

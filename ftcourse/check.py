@@ -17,12 +17,13 @@ from . import bn as _bn
 from .audit import freeze_audit
 from .bn import bn_stats_frozen
 from .data import normalize
-from .groups import group_label, group_params, layer_groups
+from .groups import group_label, layer_groups, params_of
 from .models import find_head
+from .optim import param_group_problems
 from .train import evaluate
 
 __all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised",
-           "bn_scale_shift", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates"]
+           "bn_affine", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates"]
 
 
 def not_attempted(answer, what: str) -> bool:
@@ -150,9 +151,9 @@ def normalised(answer, raw: torch.Tensor, mean, std) -> None:
     return
 
 
-# ---------------------------------------------------------------- lesson 04 (BatchNorm)
-def bn_scale_shift(scale, shift, layer):
-    """Exercise 1: the per-channel (scale, shift) a BN layer applies in eval mode."""
+# ---------------------------------------------------------------- BatchNorm as an affine map, folding, AdaBN
+def bn_affine(scale, shift, layer):
+    """The per-channel (scale, shift) a BN layer applies in eval mode (ftcourse.bn_scale_shift computes it)."""
     if not_attempted(scale, "scale and shift of the BN layer"):
         return
     want_scale, want_shift = _bn.bn_scale_shift(layer)
@@ -166,7 +167,7 @@ def bn_scale_shift(scale, shift, layer):
 
 
 def folded_conv(weight, bias, conv, layer):
-    """Exercise 2: the weight and bias of conv followed by BN, folded into one conv."""
+    """The weight and bias of conv followed by BN, folded into one conv."""
     if not_attempted(weight, "weight and bias of the folded conv"):
         return
     want = _bn.fold_conv_bn(conv, layer)
@@ -180,7 +181,7 @@ def folded_conv(weight, bias, conv, layer):
 
 
 def adabn_adapted(model, reference, test):
-    """Exercise 3: a copy of `reference` adapted with AdaBN: same weights, new statistics, better accuracy."""
+    """A copy of `reference` adapted with AdaBN: same weights, new statistics, better accuracy."""
     if not_attempted(model, "adapt the probe to the colour shift with AdaBN"):
         return
     if model is reference:
@@ -198,7 +199,7 @@ def adabn_adapted(model, reference, test):
     print(f"Correct: same weights, new statistics; accuracy on the colour-shifted test {old:.3f} -> {new:.3f}.")
 
 
-# ---------------------------------------------------------------- lesson 03 (differential learning rates)
+# ---------------------------------------------------------------- parameter groups and learning rates
 def _held(answer) -> list[tuple[torch.Tensor, float]]:
     """(parameter, lr) for every tensor an optimizer or a list of param-group dicts holds."""
     groups = answer.param_groups if isinstance(answer, torch.optim.Optimizer) else answer
@@ -227,47 +228,25 @@ def param_groups_match(answer, model: nn.Module, rates, groups=None) -> None:
     held = _held(answer)
     groups = layer_groups(model, len(rates)) if groups is None else groups
     names = {id(p): n for n, p in model.named_parameters()}
-    count: dict[int, int] = {}
-    lr_of: dict[int, float] = {}
-    for p, lr in held:
-        count[id(p)] = count.get(id(p), 0) + 1
-        lr_of[id(p)] = lr
-    twice = [names.get(i, "?") for i, c in count.items() if c > 1]
-    if twice:
-        raise AssertionError(f"{len(twice)} tensor(s) are in more than one group (e.g. {twice[:2]}): each would be "
-                             "updated twice per step. Hint: each module in exactly one group")
-    foreign = [i for i in count if i not in names]
-    if foreign:
-        raise AssertionError(f"{len(foreign)} tensor(s) are not parameters of this model: build the groups from "
-                             "this model's modules (an old head, or another copy of the model?)")
+    lr_of = {id(p): lr for p, lr in held}
     for i, (group, rate) in enumerate(zip(groups, rates)):
-        label = group_label(group, model)
-        params = group_params(group)
-        if rate is None:
-            trainable = [names[id(p)] for p in params if p.requires_grad]
-            if trainable:
-                raise AssertionError(f"Group {i} ({label}) should be frozen, but {len(trainable)} tensor(s) are "
-                                     f"trainable (e.g. {trainable[:2]}). Hint: ftcourse.freeze_to(model, {i + 1})")
-            inside = [names[id(p)] for p in params if id(p) in count]
-            if inside:
-                raise AssertionError(f"Group {i} ({label}) is frozen, but your optimizer holds {len(inside)} of its "
-                                     f"tensors (e.g. {inside[:2]}): leave frozen parameters out")
-            continue
-        missing = [names[id(p)] for p in params if p.requires_grad and id(p) not in count]
-        if missing:
-            raise AssertionError(f"Group {i} ({label}): {len(missing)} trainable tensor(s) are in no group, e.g. "
-                                 f"{missing[:3]}: they would get gradients but never be updated")
-        frozen = [names[id(p)] for p in params if not p.requires_grad and id(p) in count]
-        if frozen:
-            raise AssertionError(f"Group {i} ({label}): {len(frozen)} frozen tensor(s) are held, e.g. {frozen[:2]}: "
-                                 "leave them out (weight decay and momentum would still move them)")
-        wrong = sorted({lr_of[id(p)] for p in params if id(p) in count and not math.isclose(lr_of[id(p)], rate,
-                                                                                             rel_tol=1e-6)})
+        trainable = [names[id(p)] for p in params_of(group) if p.requires_grad]
+        if rate is None and trainable:
+            raise AssertionError(f"Group {i} ({group_label(group, model)}) should be frozen, but {len(trainable)} "
+                                 f"tensor(s) are trainable (e.g. {trainable[:2]}). Hint: ftcourse.freeze_to(model, {i + 1})")
+    problems = param_group_problems(answer.param_groups if isinstance(answer, torch.optim.Optimizer) else answer, model)
+    if problems:  # the same check as describe_param_groups' warnings
+        raise AssertionError(f"{problems[0][0].upper()}{problems[0][1:]}")
+    for i, (group, rate) in enumerate(zip(groups, rates)):
+        params = [p for p in params_of(group) if id(p) in lr_of]
+        wrong = sorted({lr_of[id(p)] for p in params if rate is not None and not math.isclose(lr_of[id(p)], rate,
+                                                                                              rel_tol=1e-6)})
         if wrong:
-            raise AssertionError(f"Group {i} ({label}) should learn at {rate:g}; some of its tensors have lr "
-                                 f"{', '.join(f'{v:g}' for v in wrong)}. Hint: input to output, one rate per group")
+            raise AssertionError(f"Group {i} ({group_label(group, model)}) should learn at {rate:g}; some of its "
+                                 f"tensors have lr {', '.join(f'{v:g}' for v in wrong)}. "
+                                 "Hint: input to output, one rate per group")
     shown = ", ".join("frozen" if r is None else f"{r:g}" for r in rates)
-    print(f"Correct: {len(count)} tensors, each in one group, at rates {shown} (input to output), "
+    print(f"Correct: {len(lr_of)} tensors, each in one group, at rates {shown} (input to output), "
           "the same as ftcourse.param_groups would build.")
 
 

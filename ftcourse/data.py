@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from .files import verified_path
 
 __all__ = [
-    "Task", "SHIFTS", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task", "shifted_test_set",
-    "shift_images", "source_stats", "normalize", "make_loader", "image_folder",
+    "Task", "SHIFTS", "interleave", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task", "shifted_test_set",
+    "shift_images", "source_stats", "normalize", "denormalize", "make_loader", "image_folder",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet weights expect these
@@ -27,10 +27,12 @@ SHIFTS = ("contrast", "colour", "invert", "blur", "noise")
 SOURCE_DIGITS = (0, 1, 2, 3, 4)
 TARGET_DIGITS = (5, 6, 7, 8, 9)
 SOURCE_SPLIT = (400, 100)  # train, test images per class
-TARGET_SPLIT = (300, 200)  # few-shot pool, fixed test set (200 x 5 = 1000 test images)
+TARGET_SPLIT = (300, 200)  # pool (few-shot training + validation), fixed test set (200 x 5 = 1000 test images)
+TARGET_VAL = 50  # per class, taken from the end of the pool: never drawn for training, never the test set
 _SPLIT_SEED = 1234  # fixes which images are train / test, once and for all
 CLUTTER = 4  # fragments of other digits around each digit
 _TEST_SEED = 99  # the clutter of the fixed test images
+_VAL_SEED = 98  # the clutter of the fixed validation images
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Task:
     classes: tuple[str, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    x_val: torch.Tensor | None = None  # a validation split (target tasks): choose rates, steps, policies on it
+    y_val: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -56,7 +60,8 @@ class Task:
                 make_loader(self.x_test, self.y_test, 512, shuffle=False))
 
     def __repr__(self) -> str:
-        return (f"Task({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+        val = f", val={len(self.y_val)}" if self.y_val is not None else ""
+        return (f"Task({self.name!r}, train={len(self.y_train)}{val}, test={len(self.y_test)}, "
                 f"classes={list(self.classes)})")
 
 
@@ -108,11 +113,19 @@ def _split(digits: tuple[int, ...], per_class: tuple[int, int]) -> tuple[list[np
     return first, second
 
 
+def _per_channel(v, x: torch.Tensor) -> torch.Tensor:
+    """A per-channel mean or std shaped to broadcast over (N, C, H, W) or (C, H, W) images."""
+    return torch.as_tensor(v, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+
+
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(x - mean) / std per channel, for (N, 3, H, W) images."""
-    m = torch.as_tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - m) / s
+    """(x - mean) / std per channel, for (N, C, H, W) or (C, H, W) images."""
+    return (x - _per_channel(mean, x)) / _per_channel(std, x)
+
+
+def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """x * std + mean per channel: normalised images back to pixels (undoes `normalize`)."""
+    return x * _per_channel(std, x) + _per_channel(mean, x)
 
 
 @lru_cache(maxsize=1)
@@ -170,12 +183,22 @@ def labels_of(indices: np.ndarray, digits: tuple[int, ...]) -> torch.Tensor:
     return torch.tensor([remap[int(v)] for v in labels[np.asarray(indices)]], dtype=torch.long)
 
 
-def _build(name, digits, train_idx, train_seed, test_idx, shift, severity, test_shift, norm) -> Task:
+def interleave(per_class: list[np.ndarray]) -> np.ndarray:
+    """Indices of each class taken in turn (class 0, 1, ..., 0, 1, ...): every prefix is as class-balanced as possible."""
+    longest = max(len(p) for p in per_class)
+    return np.array([p[i] for i in range(longest) for p in per_class if i < len(p)], dtype=np.int64)
+
+
+def _build(name, digits, train_idx, train_seed, test_idx, shift, severity, test_shift, norm, val_idx=None) -> Task:
     x_tr = shift_images(render(train_idx, seed=train_seed), shift, severity, seed=train_seed + 1)
     x_te = shift_images(render(test_idx, seed=_TEST_SEED), test_shift, severity, seed=_TEST_SEED + 1)
     mean, std = _resolve_norm(norm, x_tr)
+    val = {}
+    if val_idx is not None:
+        x_va = shift_images(render(val_idx, seed=_VAL_SEED), shift, severity, seed=_VAL_SEED + 1)
+        val = {"x_val": normalize(x_va, mean, std), "y_val": labels_of(val_idx, digits)}
     return Task(name, normalize(x_tr, mean, std), labels_of(train_idx, digits), normalize(x_te, mean, std),
-                labels_of(test_idx, digits), tuple(str(d) for d in digits), mean, std)
+                labels_of(test_idx, digits), tuple(str(d) for d in digits), mean, std, **val)
 
 
 def source_indices() -> tuple[np.ndarray, np.ndarray]:
@@ -197,20 +220,31 @@ def target_task(shots: int | None = None, seed: int = 0, shift: str | None = Non
                 test_shift: str | None = "same", norm="source") -> Task:
     """The new task: cluttered digits 5-9 (labels 0-4), `shots` training images per class drawn with `seed`.
 
-    The 1,000 test images (200 per class, fixed clutter) never change. `shift` changes the target
-    domain (train and test); pass `test_shift` to shift only the test set (out-of-distribution test).
+    The 1,000 test images (200 per class, fixed clutter) never change, nor do the 250 validation
+    images (50 per class, `x_val`/`y_val`, disjoint from every training draw and from the test set).
+    Every split is in class-interleaved order, so any prefix (`x_test[:500]`) is class-balanced.
+    `shift` changes the target domain (train, validation and test); pass `test_shift` to shift only
+    the test set (out-of-distribution test).
     """
-    pool, test = _split(TARGET_DIGITS, TARGET_SPLIT)
-    limit = TARGET_SPLIT[0]
+    pool, val, test = _target_pool_val_test()
+    limit = len(pool[0])
     if shots is not None and not (isinstance(shots, (int, np.integer)) and 1 <= shots <= limit):
         raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}")
     if test_shift != "same" and test_shift not in (None, *SHIFTS):
         raise ValueError(f"unknown test_shift {test_shift!r}; choose one of {SHIFTS}, None or 'same'")
     rng = np.random.default_rng(seed)
-    chosen = np.concatenate([p if shots is None else rng.choice(p, size=int(shots), replace=False) for p in pool])
+    chosen = interleave([p if shots is None else rng.choice(p, size=int(shots), replace=False) for p in pool])
     test_kind = shift if test_shift == "same" else test_shift
     label = f"target: cluttered digits 5-9, {shots or limit}/class" + (f", shift={shift}" if shift else "")
-    return _build(label, TARGET_DIGITS, chosen, 1000 + seed, np.concatenate(test), shift, severity, test_kind, norm)
+    return _build(label, TARGET_DIGITS, chosen, 1000 + seed, interleave(test), shift, severity, test_kind, norm,
+                  val_idx=interleave(val))
+
+
+def _target_pool_val_test() -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per class: the few-shot pool (250), the validation images (50), the test images (200)."""
+    pool, test = _split(TARGET_DIGITS, TARGET_SPLIT)
+    keep = TARGET_SPLIT[0] - TARGET_VAL
+    return [p[:keep] for p in pool], [p[keep:] for p in pool], test
 
 
 def shifted_test_set(task: Task, shift: str | None, severity: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,8 +254,7 @@ def shifted_test_set(task: Task, shift: str | None, severity: float = 1.0) -> tu
     """
     if tuple(task.classes) != tuple(str(d) for d in TARGET_DIGITS):
         raise ValueError(f"shifted_test_set is for target tasks (digits 5-9), got {task.name!r}")
-    _, test = _split(TARGET_DIGITS, TARGET_SPLIT)
-    idx = np.concatenate(test)
+    idx = interleave(_target_pool_val_test()[2])
     x = shift_images(render(idx, seed=_TEST_SEED), shift, severity, seed=_TEST_SEED + 1)
     return normalize(x, task.mean, task.std), labels_of(idx, TARGET_DIGITS)
 

@@ -7,21 +7,22 @@ group its own learning rate. A group is a plain list of modules, so you can alwa
 """
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models as tvm
 
 from .bn import bn_stats_frozen, freeze_bn_stats, unfreeze_bn_stats
+from .tables import Table
 
 __all__ = [
-    "SUPPORTED_ARCHITECTURES", "body_units", "layer_groups", "group_label", "freeze", "unfreeze",
-    "freeze_to", "is_frozen", "trainable_summary", "SummaryTable", "flatten_modules", "group_params",
-    "unit_groups", "unit_names",
+    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "model_units", "body_units", "layer_groups", "group_label",
+    "short_group_names", "freeze", "unfreeze", "freeze_to", "is_frozen", "trainable_summary", "flatten_modules",
+    "params_of", "group_params", "unit_groups", "unit_names",
 ]
+
+N_GROUPS = 3  # the default number of layer groups everywhere (fastai's split of a ResNet: body in two, head)
 
 SUPPORTED_ARCHITECTURES = (tvm.ResNet, tvm.VGG, tvm.MobileNetV2, tvm.MobileNetV3, tvm.EfficientNet,
                            tvm.ConvNeXt, tvm.DenseNet, tvm.RegNet)
@@ -81,7 +82,7 @@ def flatten_modules(modules) -> list[nn.Module]:
     return [m for item in modules for m in flatten_modules(item)]
 
 
-def group_params(modules) -> list[nn.Parameter]:
+def params_of(modules) -> list[nn.Parameter]:
     """Every parameter of the modules, each once, in module order."""
     seen, out = set(), []
     for m in flatten_modules(modules):
@@ -92,7 +93,7 @@ def group_params(modules) -> list[nn.Parameter]:
     return out
 
 
-def body_units(model: nn.Module) -> list[list[nn.Module]]:
+def model_units(model: nn.Module) -> list[list[nn.Module]]:
     """The model cut into its natural units, input to output; each unit is a list of modules, the last one the head.
 
     ResNet: [[conv1, bn1, relu, maxpool], [layer1], [layer2], [layer3], [layer4], [avgpool, fc]].
@@ -100,7 +101,7 @@ def body_units(model: nn.Module) -> list[list[nn.Module]]:
     MaxPool-ended stage; DenseNet: the stem, then each dense block with its transition).
     """
     units = _units_by_architecture(model)
-    covered = {id(p) for p in group_params(units)}
+    covered = {id(p) for p in params_of(units)}
     missing = [n for n, p in model.named_parameters() if id(p) not in covered]
     if missing:
         raise ValueError(f"{type(model).__name__} has parameters outside the known units "
@@ -108,15 +109,16 @@ def body_units(model: nn.Module) -> list[list[nn.Module]]:
     return units
 
 
-def layer_groups(model: nn.Module, n: int = 3) -> list[list[nn.Module]]:
-    """`n` contiguous groups of modules, input to output: the head alone last, the body split evenly before it.
+def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> list[list[nn.Module]]:
+    """`n_groups` contiguous groups of modules, input to output: the head alone last, the body split evenly before it.
 
     ResNet with n=3: [[conv1, bn1, relu, maxpool, layer1, layer2], [layer3, layer4], [avgpool, fc]]
     (fastai's split). Earlier groups take the extra units when the body does not split evenly.
     """
-    units = body_units(model)
+    units = model_units(model)
+    n = n_groups
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(units):
-        raise ValueError(f"n must be an int from 1 to {len(units)} for this {type(model).__name__} "
+        raise ValueError(f"n_groups must be an int from 1 to {len(units)} for this {type(model).__name__} "
                          f"({len(units)} units: stem/stages and head), got {n!r}")
     if n == 1:
         return [[m for unit in units for m in unit]]
@@ -178,7 +180,8 @@ def freeze_to(model: nn.Module, n: int, groups: list | None = None, train_bn: bo
     """fastai's freeze_to: groups before index n frozen, groups n onward trainable; returns the groups used.
 
     Negative n counts from the end: `freeze_to(model, -1)` trains the head only; `freeze_to(model, 0)`
-    trains everything. `groups` defaults to `layer_groups(model)` (3 groups).
+    trains everything. `groups` defaults to `layer_groups(model)` (N_GROUPS groups); pass the returned
+    groups on to `param_groups`, `GradientRecorder`, `update_ratios` and `trainable_summary`.
     """
     groups = layer_groups(model) if groups is None else list(groups)
     k = len(groups)
@@ -194,57 +197,10 @@ def freeze_to(model: nn.Module, n: int, groups: list | None = None, train_bn: bo
     return groups
 
 
-# ---------------------------------------------------------------- summary tables
-def _cell(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
-@dataclass
-class SummaryTable:
-    """Rows of dicts shown as a text table (print) or an HTML table (notebook); warnings listed below."""
-
-    rows: list[dict]
-    warnings: list[str] = field(default_factory=list)
-    title: str = ""
-
-    def _columns(self) -> list[str]:
-        return list(dict.fromkeys(k for row in self.rows for k in row))
-
-    def __str__(self) -> str:
-        cols = self._columns()
-        cells = [[_cell(row.get(c, "")) for c in cols] for row in self.rows]
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-        numeric = [all(isinstance(row.get(c), (int, float)) for row in self.rows) for c in cols]
-
-        def line(values):
-            return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
-
-        out = ([self.title] if self.title else []) + [line(cols), line(["-" * w for w in widths])]
-        out += [line(r) for r in cells] + [f"WARNING: {w}" for w in self.warnings]
-        return "\n".join(out)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        cols = self._columns()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                       for r in self.rows)
-        title = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
-        warn = "".join(f"<p><b>WARNING:</b> {html.escape(w)}</p>" for w in self.warnings)
-        return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{warn}"
-
-
+# ---------------------------------------------------------------- summaries
 def _summary_row(group: str, modules, label: str) -> dict:
     """Parameter and BN counts for one group of modules."""
-    params = group_params(modules)
+    params = params_of(modules)
     bns = [b for m in flatten_modules(modules) for b in m.modules() if isinstance(b, _BatchNorm)]
     bns = list({id(b): b for b in bns}.values())
     return {"group": group, "modules": label, "params": sum(p.numel() for p in params),
@@ -253,7 +209,7 @@ def _summary_row(group: str, modules, label: str) -> dict:
             "bn_train_mode": sum(b.training for b in bns)}
 
 
-def trainable_summary(model: nn.Module, groups: list | None = None) -> SummaryTable:
+def trainable_summary(model: nn.Module, groups: list | None = None) -> Table:
     """One row per group (or per top-level child): parameters, trainable parameters, BN layers and their mode."""
     if groups is None:
         rows = [_summary_row(name, child, type(child).__name__) for name, child in model.named_children()]
@@ -267,16 +223,16 @@ def trainable_summary(model: nn.Module, groups: list | None = None) -> SummaryTa
     rows.append(_summary_row("total", model, type(model).__name__))
     warnings = []
     if groups is not None:
-        covered = {id(p) for p in group_params(groups)}
+        covered = {id(p) for p in params_of(groups)}
         outside = [n for n, p in model.named_parameters() if id(p) not in covered]
         if outside:
             warnings.append(f"{len(outside)} parameter tensors are in no group, e.g. {outside[:3]}")
-    return SummaryTable(rows, warnings, title=f"{type(model).__name__}: trainable parameters and BN layers")
+    return Table(rows, warnings, title=f"{type(model).__name__}: trainable parameters and BN layers")
 
 
 def unit_groups(model: nn.Module) -> list[list[nn.Module]]:
     """One layer group per natural unit (ResNet: stem, layer1 .. layer4, head): the finest freeze points."""
-    return layer_groups(model, len(body_units(model)))
+    return layer_groups(model, len(model_units(model)))
 
 
 def unit_names(model: nn.Module) -> list[str]:
@@ -285,3 +241,17 @@ def unit_names(model: nn.Module) -> list[str]:
     if names and names[0] == "conv1":
         names[0] = "stem"
     return names[:-1] + ["head"]
+
+
+def short_group_names(model: nn.Module, groups: list) -> list[str]:
+    """Short names of layer groups from their units: ['stem-layer2', 'layer3-layer4', 'head'] for a ResNet in 3."""
+    first = {id(g[0]): name for g, name in zip(unit_groups(model), unit_names(model))}
+    out = []
+    for group in groups:
+        names = [first[id(m)] for m in flatten_modules(group) if id(m) in first]
+        out.append(names[0] if len(names) == 1 else f"{names[0]}-{names[-1]}" if names else "?")
+    return out
+
+
+group_params = params_of  # the old name of params_of, kept working
+body_units = model_units  # the old name of model_units (it returns the head too), kept working

@@ -11,10 +11,11 @@ from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
 from .files import ChecksumError, read_manifest, sha256_file, verified_path
+from .runtime import get_device
 
 __all__ = [
     "BACKBONE_WIDTHS", "course_backbone", "load_pretrained", "torchvision_backbone", "find_head",
-    "replace_head", "split_head", "save_checkpoint", "load_checkpoint",
+    "replace_head", "split_head", "fresh_model", "save_checkpoint", "load_checkpoint",
 ]
 
 BACKBONE_WIDTHS = (32, 64, 128, 256)
@@ -88,6 +89,13 @@ def load_pretrained(num_classes: int | None = None) -> ResNet:
     if num_classes is not None:
         replace_head(model, num_classes)
     return model
+
+
+def fresh_model(num_classes: int = 5, seed: int = 0, device=None) -> ResNet:
+    """The pretrained backbone with a new `num_classes` head drawn with `seed`: the same model every call."""
+    model = load_pretrained()
+    replace_head(model, num_classes, seed=seed)
+    return model.to(get_device(device))
 
 
 def torchvision_backbone(name: str = "resnet18", weights=None, num_classes: int | None = None) -> nn.Module:

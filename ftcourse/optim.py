@@ -2,8 +2,10 @@
 
 `param_groups(model, lr=np.array([1e-4, 1e-3, 1e-2]))` builds the list of dicts `torch.optim` takes:
 three layer groups, input to output, each with its own rate; frozen parameters left out.
-`describe_param_groups(optimizer, model)` shows what an optimizer really holds and warns about
-frozen, duplicated and forgotten parameters.
+`make_optimizer` turns a model or those dicts into SGD with momentum. `describe_param_groups(optimizer,
+model)` shows what an optimizer really holds; `param_group_problems` is the one check behind its
+warnings and behind the exercise checker `ftcourse.check.param_groups_match`: frozen, duplicated,
+forgotten and foreign parameters.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .groups import SummaryTable, group_params, group_label, layer_groups
+from .groups import N_GROUPS, group_label, layer_groups, params_of
+from .tables import Table
 
-__all__ = ["even_mults", "param_groups", "layerwise_lrs", "ulmfit_lrs", "describe_param_groups"]
+__all__ = ["even_mults", "param_groups", "layerwise_lrs", "ulmfit_lrs", "make_optimizer", "param_group_problems",
+           "describe_param_groups"]
 
 _NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
@@ -76,20 +80,20 @@ def _lrs_for(lr, groups: list[list[nn.Module]], labels: list[str]) -> list[float
 
 
 # ---------------------------------------------------------------- param groups
-def _resolve_groups(model_or_groups, lr, groups_n):
-    """(groups, model or None): layer_groups of a model (n from lr or groups_n), or the groups given."""
+def _resolve_groups(model_or_groups, lr, n_groups):
+    """(groups, model or None): layer_groups of a model (n_groups from lr, or as given), or the groups given."""
     if not isinstance(model_or_groups, nn.Module):
-        if groups_n is not None:
-            raise ValueError("groups_n is for a model; you passed the groups themselves")
+        if n_groups is not None:
+            raise ValueError("n_groups is for a model; you passed the groups themselves")
         return [list(g) if not isinstance(g, nn.Module) else [g] for g in model_or_groups], None
     model = model_or_groups
-    if groups_n is None:
+    if n_groups is None:
         is_seq = isinstance(lr, (list, tuple, np.ndarray, torch.Tensor))
-        groups_n = int(np.asarray(lr).size) if is_seq else 3 if isinstance(lr, slice) else 1
+        n_groups = int(np.asarray(lr).size) if is_seq else N_GROUPS if isinstance(lr, slice) else 1
     try:
-        return layer_groups(model, groups_n), model
+        return layer_groups(model, n_groups), model
     except ValueError as exc:
-        raise ValueError(f"cannot make {groups_n} layer groups (one per learning rate): {exc}") from None
+        raise ValueError(f"cannot make {n_groups} layer groups (one per learning rate): {exc}") from None
 
 
 def _no_decay_ids(group: list[nn.Module]) -> set[int]:
@@ -103,23 +107,22 @@ def _no_decay_ids(group: list[nn.Module]) -> set[int]:
     return ids
 
 
-def param_groups(model_or_groups, lr, weight_decay: float = 0.0, groups_n: int | None = None,
+def param_groups(model_or_groups, lr, weight_decay: float = 0.0, n_groups: int | None = None,
                  bn_weight_decay: float | None = None, model: nn.Module | None = None) -> list[dict]:
     """Parameter groups for torch.optim, one learning rate per layer group; frozen parameters left out.
 
-    model_or_groups: a model (cut with layer_groups into len(lr) groups, 3 for a slice, 1 for a float,
-    or `groups_n`) or your own list of groups (lists of modules, input to output; pass `model` to get
-    readable names). lr: a float, one rate per group (list / np.ndarray), or fastai's slice(lo, hi).
+    model_or_groups: a model (cut with layer_groups into len(lr) groups, N_GROUPS for a slice, 1 for a
+    float, or `n_groups`) or the layer groups themselves (from freeze_to or layer_groups, or your own lists of modules, input to output; pass `model` to get readable names). lr: a float, one rate per group (list / np.ndarray), or fastai's slice(lo, hi).
     Groups with nothing trainable are dropped; the "name" keeps the original group index.
     bn_weight_decay: if given, normalisation weights and all biases go in extra dicts with this decay.
     """
-    groups, found_model = _resolve_groups(model_or_groups, lr, groups_n)
+    groups, found_model = _resolve_groups(model_or_groups, lr, n_groups)
     model = model or found_model
     labels = [group_label(g, model) for g in groups]
     rates = _lrs_for(lr, groups, labels)
     out, seen = [], set()
     for i, (group, rate, label) in enumerate(zip(groups, rates, labels)):
-        params = [p for p in group_params(group) if p.requires_grad and id(p) not in seen]
+        params = [p for p in params_of(group) if p.requires_grad and id(p) not in seen]
         seen.update(id(p) for p in params)
         name = f"group {i} (of {len(groups)}): {label}"
         if bn_weight_decay is None:
@@ -139,51 +142,80 @@ def _tensor_name(p: torch.Tensor, names: dict[int, str]) -> str:
     return names.get(id(p), f"tensor{tuple(p.shape)}")
 
 
-def _group_params(group: dict) -> list[torch.Tensor]:
+def _tensors_held(group: dict) -> list[torch.Tensor]:
     ps = group["params"]
     return [ps] if isinstance(ps, torch.Tensor) else list(ps)
 
 
-def describe_param_groups(optimizer, model: nn.Module | None = None) -> SummaryTable:
+def make_optimizer(model_or_param_groups, lr=0.01, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.SGD:
+    """SGD with momentum over a model's trainable parameters, or over param-group dicts (from param_groups)."""
+    if isinstance(model_or_param_groups, nn.Module):
+        params = [p for p in model_or_param_groups.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters (everything is frozen): "
+                             "unfreeze something first, e.g. ftcourse.freeze_to(model, -1)")
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.SGD(model_or_param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _dicts_of(optimizer) -> list[dict]:
+    """The param-group dicts of an optimizer, or the list of dicts itself."""
+    return optimizer.param_groups if hasattr(optimizer, "param_groups") else list(optimizer)
+
+
+def param_group_problems(optimizer, model: nn.Module | None = None) -> list[str]:
+    """What is wrong with what an optimizer (or a list of param-group dicts) holds; [] if nothing.
+
+    Frozen tensors held (a zeroed, not None, grad lets weight decay and momentum move them), tensors
+    held twice and, with the model, trainable tensors in no group or tensors that are not the model's.
+    """
+    names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+    where: dict[int, tuple[torch.Tensor, list[int]]] = {}
+    problems = []
+    for i, g in enumerate(_dicts_of(optimizer)):
+        params = _tensors_held(g)
+        for p in params:
+            where.setdefault(id(p), (p, []))[1].append(i)
+        frozen = [p for p in params if not p.requires_grad]
+        if frozen:
+            eg = ", ".join(_tensor_name(p, names) for p in frozen[:3])
+            problems.append(f"group {i} holds {len(frozen)} frozen tensor(s) (requires_grad=False), e.g. {eg}: "
+                            "leave them out (a zeroed, not None, grad lets weight decay and momentum move them)")
+    twice = [(p, gs) for p, gs in where.values() if len(gs) > 1]
+    if twice:
+        eg = ", ".join(f"{_tensor_name(p, names)} in groups {gs}" for p, gs in twice[:3])
+        problems.append(f"{len(twice)} tensor(s) held more than once, e.g. {eg}: each would be updated twice per "
+                        "step; put each module in exactly one group")
+    if model is not None:  # foreign tensors first: they explain the missing ones when groups come from another copy
+        foreign = [p for p, _ in where.values() if id(p) not in names]
+        if foreign:
+            problems.append(f"{len(foreign)} tensor(s) held are not parameters of this model (an old head, or an "
+                            "optimizer built for another copy of the model?): build the groups from this model")
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in where]
+        if missing:
+            problems.append(f"{len(missing)} trainable tensor(s) of the model are in no group, e.g. {missing[:3]}: "
+                            "they get gradients but are never updated (head replaced after the optimizer was built?)")
+    return problems
+
+
+def describe_param_groups(optimizer, model: nn.Module | None = None) -> Table:
     """What an optimizer (or a list of param-group dicts) holds, group by group, with warnings.
 
     Per group: name, current lr, weight decay, tensors, scalars, BN tensors ("?" without the model)
-    and frozen tensors. Warns about frozen parameters held, parameters held twice, and (with the
-    model) trainable parameters held by no group or tensors that are not the model's.
+    and frozen tensors. The warnings are `param_group_problems(optimizer, model)`.
     """
-    groups = optimizer.param_groups if hasattr(optimizer, "param_groups") else list(optimizer)
-    names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+    groups = _dicts_of(optimizer)
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)] if model is not None else []
     bn_ids = {id(p) for m in bns for p in m.parameters()}
-    rows, warnings, where = [], [], {}
+    rows = []
     for i, g in enumerate(groups):
-        params = _group_params(g)
-        frozen = [p for p in params if not p.requires_grad]
-        for p in params:
-            where.setdefault(id(p), (p, []))[1].append(i)
+        params = _tensors_held(g)
         lr = g.get("lr", "default")
         rows.append({"group": i, "name": g.get("name", ""), "lr": float(lr) if not isinstance(lr, str) else lr,
                      "weight_decay": float(g.get("weight_decay", 0.0)), "tensors": len(params),
                      "scalars": sum(p.numel() for p in params),
                      "bn_tensors": sum(id(p) in bn_ids for p in params) if model is not None else "?",
-                     "frozen": len(frozen)})
-        if frozen:
-            eg = ", ".join(_tensor_name(p, names) for p in frozen[:3])
-            warnings.append(f"group {i} holds {len(frozen)} frozen tensor(s) (requires_grad=False), e.g. {eg}: "
-                            "leave them out (a zeroed, not None, grad lets weight decay and momentum move them)")
-    twice = [(p, gs) for p, gs in where.values() if len(gs) > 1]
-    if twice:
-        eg = ", ".join(f"{_tensor_name(p, names)} in groups {gs}" for p, gs in twice[:3])
-        warnings.append(f"{len(twice)} tensor(s) held more than once, e.g. {eg}: each would be updated twice per step")
-    if model is not None:
-        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in where]
-        if missing:
-            warnings.append(f"{len(missing)} trainable tensor(s) of the model are in no group, e.g. {missing[:3]}: "
-                            "they get gradients but are never updated (head replaced after the optimizer was built?)")
-        foreign = [p for p, _ in where.values() if id(p) not in names]
-        if foreign:
-            warnings.append(f"{len(foreign)} tensor(s) held are not parameters of this model "
-                            "(an old head, or an optimizer built for another copy of the model?)")
+                     "frozen": sum(not p.requires_grad for p in params)})
     kind = type(optimizer).__name__ if hasattr(optimizer, "param_groups") else "param groups"
-    title = f"{kind}: {len(groups)} group(s)"
-    return SummaryTable(rows, warnings, title)
+    return Table(rows, param_group_problems(optimizer, model), title=f"{kind}: {len(groups)} group(s)")

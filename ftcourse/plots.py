@@ -1,4 +1,5 @@
-"""The course's plots (matplotlib only): gradient norm per layer group, filters, images, cost vs freeze point.
+"""The course's plots (matplotlib only): gradient norm per layer group, filters, images, cost vs freeze point,
+update size per layer group.
 
 Every plot has a title and labelled axes with units, draws on `ax` if given (else a new figure), and
 returns the axes; call `plt.show()` after it in a notebook.
@@ -11,7 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["FROZEN_COLOUR", "plot_group_grad_norms", "show_filters", "show_images", "plot_cost_vs_freeze"]
+__all__ = ["FROZEN_COLOUR", "plot_group_grad_norms", "show_filters", "show_images", "plot_cost_vs_freeze",
+           "plot_update_ratios"]
 
 FROZEN_COLOUR = "#c8c8c8"  # grey: frozen groups in every plot of the course
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -204,3 +206,35 @@ def plot_cost_vs_freeze(rows: Sequence[dict], x_key: str = "point", axes=None,
         ax.set_xlabel("lowest trainable layer group")
     axes[0].figure.tight_layout()
     return axes
+
+
+def plot_update_ratios(ratios: dict, group_names, ax=None, title: str = "How far each layer group moved"):
+    """Grouped bars, log y: the relative update ||dW|| / ||W|| of each layer group, one colour per run.
+
+    ratios: {run label: one ratio per group}. Returns the axes; call plt.show() after it.
+    """
+    import matplotlib.pyplot as plt
+
+    own = ax is None
+    if own:
+        ax = plt.subplots(figsize=(7.0, 3.8))[1]
+    names = list(group_names)
+    width = 0.8 / max(1, len(ratios))
+    for k, (label, values) in enumerate(ratios.items()):
+        if len(values) != len(names):
+            raise ValueError(f"run {label!r} has {len(values)} ratios but there are {len(names)} groups")
+        xs = np.arange(len(names)) + (k - (len(ratios) - 1) / 2) * width
+        ax.bar(xs, values, width=width * 0.95, bottom=1e-30, color=_COLOURS[k % len(_COLOURS)], label=label)
+    ax.set_yscale("log")
+    finite = [v for values in ratios.values() for v in values if np.isfinite(v) and v > 0]
+    if finite:
+        ax.set_ylim(min(finite) / 3, max(finite) * 3)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names)
+    ax.set_xlabel("layer group (input -> output)")
+    ax.set_ylabel("||W_after - W_before|| / ||W_before|| (log)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    if own:
+        ax.figure.tight_layout()
+    return ax

@@ -1,6 +1,7 @@
-"""Training loops a learner can read: fit, evaluate, cached features, a small augmentation."""
+"""The training loop a learner can read (fit, for a number of epochs or of steps), evaluate, predict, cached features."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -12,9 +13,10 @@ from torch.utils.data import DataLoader
 
 from .data import make_loader
 from .models import split_head
+from .optim import make_optimizer
 from .runtime import get_device
 
-__all__ = ["History", "fit", "evaluate", "predict", "precompute_features", "make_optimizer"]
+__all__ = ["History", "fit", "evaluate", "predict", "precompute_features"]
 
 
 @dataclass
@@ -40,44 +42,50 @@ def _as_loader(data, batch_size: int = 512) -> DataLoader:
     raise TypeError(f"expected a DataLoader or an (x, y) pair of tensors, got {type(data).__name__}")
 
 
-def make_optimizer(model_or_groups, lr=0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.SGD:
-    """SGD with momentum over trainable parameters; lr a float, or param-group dicts already built."""
-    if isinstance(model_or_groups, nn.Module):
-        params = [p for p in model_or_groups.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("the model has no trainable parameters (everything is frozen)")
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return torch.optim.SGD(model_or_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+def _total_steps(train, epochs: int | None, steps: int | None) -> tuple[int, int]:
+    """(epochs, optimizer steps) for a run given in epochs (default 5) or in steps; clear errors otherwise."""
+    if epochs is not None and steps is not None:
+        raise ValueError(f"give epochs or steps, not both (got epochs={epochs}, steps={steps})")
+    per_epoch = len(train)
+    if per_epoch < 1:
+        raise ValueError("the training loader is empty: it yields no batch (no images, or drop_last with too few)")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        return math.ceil(steps / per_epoch), steps
+    epochs = 5 if epochs is None else epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    return epochs, epochs * per_epoch
 
 
-def fit(model: nn.Module, train: DataLoader, epochs: int = 5, optimizer: torch.optim.Optimizer | None = None,
+def fit(model: nn.Module, train: DataLoader, epochs: int | None = None, optimizer: torch.optim.Optimizer | None = None,
         lr: float = 0.01, weight_decay: float = 0.0, schedule: str | None = "onecycle", val=None,
         loss_fn: Callable = F.cross_entropy, augment: Callable | None = None, device=None,
-        progress: bool = True, on_step: Callable | None = None) -> History:
-    """Train for `epochs` epochs; returns a History (loss, accuracies, seconds per epoch).
+        progress: bool = True, on_step: Callable | None = None, steps: int | None = None) -> History:
+    """Train for `epochs` passes over `train` (default 5), or for exactly `steps` optimizer steps; returns a History.
 
-    optimizer: any torch optimizer (e.g. built from ftcourse.param_groups); default SGD(momentum=0.9)
-    over the trainable parameters. schedule="onecycle" uses each group's lr as its peak.
-    on_step(step) is called after every optimizer step (e.g. a GradientRecorder's record).
+    With `steps` the loader is cycled and the last pass may stop early (History keeps one entry per
+    pass). optimizer: any torch optimizer (e.g. built from ftcourse.param_groups); default
+    SGD(momentum=0.9) over the trainable parameters. schedule="onecycle" uses each group's lr as its
+    peak over the whole run. on_step(step) is called after every optimizer step (a GradientRecorder works).
     """
     from tqdm.auto import tqdm
 
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if schedule not in ("onecycle", None):
+        raise ValueError(f"schedule must be 'onecycle' or None, got {schedule!r}")
+    epochs, total = _total_steps(train, epochs, steps)
     device = get_device(device)
     model.to(device)
     opt = optimizer or make_optimizer(model, lr=lr, weight_decay=weight_decay)
     sched = None
     if schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * len(train))
-    elif schedule is not None:
-        raise ValueError(f"schedule must be 'onecycle' or None, got {schedule!r}")
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total)
     hist, step = History(), 0
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
-    for _ in bar:
+    bar = tqdm(total=total, desc="steps", unit="step", disable=not progress, leave=True)
+    for _ in range(epochs):
         model.train()
-        t0, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+        t0, count, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
         for x, y in train:
             x, y = x.to(device), y.to(device)
             if augment is not None:
@@ -90,17 +98,21 @@ def fit(model: nn.Module, train: DataLoader, epochs: int = 5, optimizer: torch.o
             if sched is not None:
                 sched.step()
             step += 1
+            bar.update(1)
             if on_step is not None:
                 on_step(step)
             loss_sum += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
-            total += len(y)
+            count += len(y)
+            if step == total:
+                break
         hist.seconds.append(time.perf_counter() - t0)
-        hist.loss.append(loss_sum / total)
-        hist.train_acc.append(correct / total)
+        hist.loss.append(loss_sum / count)
+        hist.train_acc.append(correct / count)
         if val is not None:
             hist.val_acc.append(evaluate(model, val, device=device))
         bar.set_postfix(loss=f"{hist.loss[-1]:.3f}", **({"val_acc": f"{hist.val_acc[-1]:.3f}"} if val is not None else {}))
+    bar.close()
     return hist
 
 

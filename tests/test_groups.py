@@ -6,8 +6,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models
 
 from ftcourse.bn import bn_stats_frozen
-from ftcourse.groups import (SummaryTable, body_units, freeze, freeze_to, group_label, is_frozen, layer_groups,
-                             trainable_summary, unfreeze)
+from ftcourse.groups import (freeze, freeze_to, group_label, is_frozen, layer_groups, model_units,
+                             short_group_names, trainable_summary, unfreeze, unit_groups, unit_names)
+from ftcourse.tables import Table
 from ftcourse.models import course_backbone, find_head
 
 torch.set_num_threads(2)
@@ -53,7 +54,7 @@ def bn_layers(m):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_parameter_in_exactly_one_group_in_model_order(zoo, arch):
     model = zoo[arch]
-    n_units = len(body_units(model))
+    n_units = len(model_units(model))
     assert n_units >= 5
     for n in sorted({1, 2, 3, 4, n_units}):
         groups = layer_groups(model, n)
@@ -65,7 +66,7 @@ def test_every_parameter_in_exactly_one_group_in_model_order(zoo, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_head_is_last_group_alone(zoo, arch):
     model = zoo[arch]
-    units = body_units(model)
+    units = model_units(model)
     _, head = find_head(model)
     assert any(head is sub for m in units[-1] for sub in m.modules())
     assert not any(head is sub for u in units[:-1] for m in u for sub in m.modules())
@@ -76,7 +77,7 @@ def test_head_is_last_group_alone(zoo, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_groups_are_contiguous_and_even_with_earlier_groups_bigger(zoo, arch):
     model = zoo[arch]
-    units = body_units(model)
+    units = model_units(model)
     body = units[:-1]
     for n in range(2, len(units) + 1):
         groups = layer_groups(model, n)
@@ -101,7 +102,7 @@ def test_resnet_three_groups_is_fastai_split(zoo, arch):
 
 
 def test_vgg_units_are_pooling_stages(zoo):
-    units = body_units(zoo["vgg16_bn"])
+    units = model_units(zoo["vgg16_bn"])
     assert len(units) == 6  # 5 stages ending in MaxPool2d, then the head
     assert all(isinstance(u[-1], nn.MaxPool2d) for u in units[:-1])
     assert units[-1] == [zoo["vgg16_bn"].avgpool, zoo["vgg16_bn"].classifier]
@@ -122,7 +123,7 @@ def test_changed_model_with_parameters_outside_units_is_refused():
     m = course_backbone()
     m.extra = nn.Linear(3, 3)  # added after construction: not in any known unit
     with pytest.raises(ValueError, match="outside the known units"):
-        body_units(m)
+        model_units(m)
 
 
 def test_group_label_uses_model_names(zoo):
@@ -238,10 +239,10 @@ def test_freeze_to_head_only_on_every_architecture(zoo, arch):
     model = zoo[arch]
     try:
         freeze_to(model, -1)
-        head = body_units(model)[-1]
+        head = model_units(model)[-1]
         head_ids = {id(p) for m in head for p in m.parameters()}
         assert {id(p) for p in model.parameters() if p.requires_grad} == head_ids
-        assert all(bn_stats_frozen(b) for m in body_units(model)[:-1] for u in m for b in bn_layers(u))
+        assert all(bn_stats_frozen(b) for m in model_units(model)[:-1] for u in m for b in bn_layers(u))
     finally:
         unfreeze(model)
     assert all(p.requires_grad for p in model.parameters())
@@ -252,7 +253,7 @@ def test_freeze_to_head_only_on_every_architecture(zoo, arch):
 def test_trainable_summary_counts(model):
     freeze_to(model, -1)
     table = trainable_summary(model, layer_groups(model))
-    assert isinstance(table, SummaryTable)
+    assert isinstance(table, Table)
     rows = table.rows
     assert [r["group"] for r in rows] == ["0", "1", "2", "total"]
     assert rows[-1]["params"] == sum(p.numel() for p in model.parameters())
@@ -275,3 +276,13 @@ def test_trainable_summary_per_child_and_uncovered_warning(model):
     partial = trainable_summary(model, [[model.layer4], [model.fc]])
     assert len(partial.warnings) == 1 and "in no group" in partial.warnings[0]
     assert "WARNING" in str(partial)
+
+
+def test_unit_groups_and_names(model):
+    assert unit_names(model) == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert len(unit_groups(model)) == 6
+
+
+def test_short_group_names(model):
+    assert short_group_names(model, layer_groups(model, 3)) == ["stem-layer2", "layer3-layer4", "head"]
+    assert short_group_names(model, unit_groups(model)) == unit_names(model)

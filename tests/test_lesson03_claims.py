@@ -57,7 +57,7 @@ def test_three_rates_are_three_layer_groups_of_a_resnet(name):
     groups = ftcourse.layer_groups(model, 3)
     m = model
     assert groups == [[m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2], [m.layer3, m.layer4], [m.avgpool, m.fc]]
-    counts = [sum(p.numel() for p in ftcourse.group_params(g)) for g in groups]
+    counts = [sum(p.numel() for p in ftcourse.params_of(g)) for g in groups]
     assert counts[1] > 0.8 * sum(counts), counts  # layer3-4 hold most parameters
     blocks = [sum(type(b).__name__ in ("BasicBlock", "Bottleneck") for mod in g for b in mod.modules()) for g in groups]
     expected = {"resnet18": [4, 4, 0], "resnet34": [7, 9, 0], "resnet50": [7, 9, 0], "resnet152": [11, 39, 0]}
@@ -172,7 +172,7 @@ def test_variant_rates():
     model = ftcourse.load_pretrained(5)
 
     def rates(lr):
-        return [g["lr"] for g in ftcourse.param_groups(model, lr, groups_n=3)]
+        return [g["lr"] for g in ftcourse.param_groups(model, lr, n_groups=3)]
 
     assert rates(slice(1e-3, 1e-1)) == pytest.approx([1e-3, 1e-2, 1e-1])
     assert rates(slice(1e-3, 1e-1)) == pytest.approx(ftcourse.even_mults(1e-3, 1e-1, 3))

@@ -12,40 +12,40 @@ import pytest
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-import ftcourse as fc
+import ftcourse
 
 SEEDS = [0, 1, 2]
 
 
 @pytest.fixture(scope="module")
 def pretrained():
-    return fc.load_pretrained().eval()
+    return ftcourse.load_pretrained().eval()
 
 
 @pytest.fixture(scope="module", params=SEEDS)
 def probe(request):
     """(seed, linear probe on 50 clean target images per class, clean target task), as in the lesson."""
     seed = request.param
-    task = fc.target_task(shots=50, seed=seed)
-    model, _ = fc.linear_probe(task, seed=seed)
+    task = ftcourse.target_task(shots=50, seed=seed)
+    model, _ = ftcourse.linear_probe(task, seed=seed)
     return seed, model.eval(), task
 
 
 def _loader(images):
-    return fc.make_loader(images, torch.zeros(len(images)), batch_size=64)
+    return ftcourse.make_loader(images, torch.zeros(len(images)), batch_size=64)
 
 
 def _adabn(model, images):
-    return fc.adabn(copy.deepcopy(model), _loader(images))
+    return ftcourse.adabn(copy.deepcopy(model), _loader(images))
 
 
 def _acc(model, task):
-    return fc.evaluate(model, (task.x_test, task.y_test), device="cpu")
+    return ftcourse.evaluate(model, (task.x_test, task.y_test), device="cpu")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bn_at_inference_is_the_hand_built_affine_map(pretrained, seed):
-    x = fc.target_task(shots=5, seed=seed).x_train
+    x = ftcourse.target_task(shots=5, seed=seed).x_train
     with torch.no_grad():
         for block_bn, conv in [(pretrained.bn1, pretrained.conv1), (pretrained.layer2[0].bn2, None)]:
             z = conv(x) if conv is not None else torch.randn(8, block_bn.num_features, 8, 8,
@@ -54,21 +54,21 @@ def test_bn_at_inference_is_the_hand_built_affine_map(pretrained, seed):
             shift = block_bn.bias - block_bn.running_mean * scale
             by_hand = z * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
             assert (by_hand - block_bn(z)).abs().max() < 1e-5
-        affine = fc.bn_to_affine(copy.deepcopy(pretrained), trainable=False)
+        affine = ftcourse.bn_to_affine(copy.deepcopy(pretrained), trainable=False)
         assert (affine(x) - pretrained(x)).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_folding_keeps_outputs_removes_bn_and_matches_torch(pretrained, seed):
-    x = fc.target_task(shots=5, seed=seed).x_test[:32]
-    folded, report = fc.fold_bn(pretrained, return_report=True)
+    x = ftcourse.target_task(shots=5, seed=seed).x_test[:32]
+    folded, report = ftcourse.fold_bn(pretrained, return_report=True)
     with torch.no_grad():
         assert (folded(x) - pretrained(x)).abs().max() < 1e-4
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in pretrained.modules())
     assert n_bn == 12 and len(report["folded"]) == n_bn and not report["frozen_affine"]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     for conv, bn in [(pretrained.conv1, pretrained.bn1), (pretrained.layer3[0].downsample[0], pretrained.layer3[0].downsample[1])]:
-        ours, ref = fc.fold_conv_bn(conv, bn), fuse_conv_bn_eval(conv, bn)
+        ours, ref = ftcourse.fold_conv_bn(conv, bn), fuse_conv_bn_eval(conv, bn)
         assert torch.allclose(ours.weight, ref.weight, atol=1e-6) and torch.allclose(ours.bias, ref.bias, atol=1e-6)
 
 
@@ -77,7 +77,7 @@ def test_batch_statistics_get_noisier_as_the_batch_shrinks(pretrained, seed):
     layer, seen = pretrained.layer4[0].bn1, {}
     hook = layer.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
     with torch.no_grad():
-        pretrained(fc.target_task(shots=50, seed=seed).x_train)
+        pretrained(ftcourse.target_task(shots=50, seed=seed).x_train)
     hook.remove()
     h, sd = seen["x"], layer.running_var.sqrt()
     population = h.mean(dim=(0, 2, 3))
@@ -103,26 +103,26 @@ def test_predicting_with_tiny_batch_statistics_costs_accuracy(probe):
     for size in (2, 32):
         m, correct = copy.deepcopy(model).train(), 0
         with torch.no_grad():
-            for xs, ys in fc.make_loader(x, y, batch_size=size, shuffle=True, seed=0):
+            for xs, ys in ftcourse.make_loader(x, y, batch_size=size, shuffle=True, seed=0):
                 correct += (m(xs).argmax(1) == ys).sum().item()
         accs[size] = correct / len(y)
-    eval_acc = fc.evaluate(model, (x, y), device="cpu")
+    eval_acc = ftcourse.evaluate(model, (x, y), device="cpu")
     assert accs[2] < accs[32] - 0.03, f"seed {seed}: {accs}"
     assert accs[2] < eval_acc - 0.08, f"seed {seed}: batch-2 stats {accs[2]:.3f} vs running {eval_acc:.3f}"
 
 
 @pytest.mark.slow
 def test_fine_tuning_at_batch_4_plain_bn_is_not_worse_than_frozen_or_affine():
-    policies = {"batch": lambda m: None, "frozen": fc.freeze_bn_stats,
-                "affine": lambda m: fc.bn_to_affine(m, trainable=True)}
+    policies = {"batch": lambda m: None, "frozen": ftcourse.freeze_bn_stats,
+                "affine": lambda m: ftcourse.bn_to_affine(m, trainable=True)}
     acc = {name: [] for name in policies}
     for seed in SEEDS:
-        small = fc.target_task(shots=20, seed=seed)
+        small = ftcourse.target_task(shots=20, seed=seed)
         for name, apply in policies.items():
-            model = fc.load_pretrained()
-            fc.replace_head(model, 5, seed=seed)
+            model = ftcourse.load_pretrained()
+            ftcourse.replace_head(model, 5, seed=seed)
             apply(model)
-            acc[name].append(fc.fine_tune(small, seed=seed, steps=200, batch_size=4, model=model)[1])
+            acc[name].append(ftcourse.fine_tune(small, seed=seed, steps=200, batch_size=4, model=model)[1])
     mean = {k: sum(v) / len(v) for k, v in acc.items()}
     assert all(a > 0.6 for v in acc.values() for a in v), acc  # every policy fine-tunes fine
     assert all(b >= f - 0.02 for b, f in zip(acc["batch"], acc["frozen"])), acc
@@ -135,8 +135,8 @@ def test_adabn_repairs_contrast_and_colour_but_not_inversion(probe):
     seed, model, task = probe
     clean = _acc(model, task)
     for kind in ("contrast", "colour", "invert"):
-        test = fc.target_task(shots=50, seed=seed, test_shift=kind)
-        pool = fc.target_task(shots=120, seed=100 + seed, shift=kind).x_train
+        test = ftcourse.target_task(shots=50, seed=seed, test_shift=kind)
+        pool = ftcourse.target_task(shots=120, seed=100 + seed, shift=kind).x_train
         before, after = _acc(model, test), _acc(_adabn(model, pool[:512]), test)
         assert before < clean - 0.2, f"seed {seed} {kind}: the shift should hurt ({before:.3f} vs {clean:.3f})"
         if kind == "invert":
@@ -152,16 +152,16 @@ def test_wrong_input_normalisation_costs_a_lot_and_adabn_absorbs_it(probe):
     seed, model, task = probe
     mean, std = torch.tensor(task.mean).view(3, 1, 1), torch.tensor(task.std).view(3, 1, 1)
     raw_test = task.x_test * std + mean
-    raw_pool = fc.target_task(shots=120, seed=100 + seed).x_train[:512] * std + mean
+    raw_pool = ftcourse.target_task(shots=120, seed=100 + seed).x_train[:512] * std + mean
     source = _acc(model, task)
-    adapted_clean = _acc(_adabn(model, fc.normalize(raw_pool, task.mean, task.std)), task)
+    adapted_clean = _acc(_adabn(model, ftcourse.normalize(raw_pool, task.mean, task.std)), task)
     raw_train = task.x_train * std + mean
     own = (raw_train.mean(dim=(0, 2, 3)).tolist(), raw_train.std(dim=(0, 2, 3)).tolist())  # what norm="own" uses
-    own_acc = fc.evaluate(model, (fc.normalize(raw_test, *own), task.y_test), device="cpu")
+    own_acc = ftcourse.evaluate(model, (ftcourse.normalize(raw_test, *own), task.y_test), device="cpu")
     assert abs(own_acc - source) < 0.02, "the target's own stats are close to the source's here"
-    for m, s in [((0.0,) * 3, (1.0,) * 3), (fc.IMAGENET_MEAN, fc.IMAGENET_STD)]:
-        x = fc.normalize(raw_test, m, s)
-        before = fc.evaluate(model, (x, task.y_test), device="cpu")
-        after = fc.evaluate(_adabn(model, fc.normalize(raw_pool, m, s)), (x, task.y_test), device="cpu")
+    for m, s in [((0.0,) * 3, (1.0,) * 3), (ftcourse.IMAGENET_MEAN, ftcourse.IMAGENET_STD)]:
+        x = ftcourse.normalize(raw_test, m, s)
+        before = ftcourse.evaluate(model, (x, task.y_test), device="cpu")
+        after = ftcourse.evaluate(_adabn(model, ftcourse.normalize(raw_pool, m, s)), (x, task.y_test), device="cpu")
         assert before < source - 0.2, f"seed {seed} norm {m}: {before:.3f} vs {source:.3f}"
         assert abs(after - adapted_clean) < 0.02, f"seed {seed} norm {m}: AdaBN {after:.3f} vs clean AdaBN {adapted_clean:.3f}"

@@ -7,61 +7,61 @@ import torch
 from torch import nn
 from torchvision.models import ResNet
 
-import ftcourse as fc
+import ftcourse
 from ftcourse.files import ChecksumError
 
 
 def test_course_backbone_is_a_torchvision_resnet_with_the_usual_names():
-    model = fc.course_backbone(num_classes=5)
+    model = ftcourse.course_backbone(num_classes=5)
     assert isinstance(model, ResNet)
     names = [n for n, _ in model.named_children()]
     assert names == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
     with pytest.raises(ValueError, match="one entry per stage"):
-        fc.course_backbone(widths=(8, 16))
+        ftcourse.course_backbone(widths=(8, 16))
 
 
 def test_pretrained_backbone_loads_and_is_good_on_the_source():
-    model = fc.load_pretrained()
-    task = fc.source_task()
-    acc = fc.evaluate(model, (task.x_test, task.y_test))
-    recorded = fc.read_manifest()["backbone"]["source_test_accuracy"]
+    model = ftcourse.load_pretrained()
+    task = ftcourse.source_task()
+    acc = ftcourse.evaluate(model, (task.x_test, task.y_test))
+    recorded = ftcourse.read_manifest()["backbone"]["source_test_accuracy"]
     assert acc == pytest.approx(recorded, abs=0.01)
     assert acc > 0.9
 
 
 def test_load_pretrained_with_new_head():
-    model = fc.load_pretrained(num_classes=7)
+    model = ftcourse.load_pretrained(num_classes=7)
     assert model.fc.out_features == 7 and model.fc.in_features == 256
 
 
 def test_tampered_data_file_is_refused(tmp_path, monkeypatch):
     import shutil
 
-    for f in fc.data_dir().iterdir():
+    for f in ftcourse.data_dir().iterdir():
         shutil.copy(f, tmp_path / f.name)
     monkeypatch.setenv("FTCOURSE_DATA", str(tmp_path))
     raw = bytearray((tmp_path / "backbone.pt").read_bytes())
     raw[-100] ^= 0xFF
     (tmp_path / "backbone.pt").write_bytes(bytes(raw))
     with pytest.raises(ChecksumError, match="sha256"):
-        fc.load_pretrained()
+        ftcourse.load_pretrained()
     (tmp_path / "backbone.pt").unlink()
     with pytest.raises(ChecksumError, match="missing"):
-        fc.load_pretrained()
+        ftcourse.load_pretrained()
 
 
 def test_checkpoint_round_trip_and_checksum(tmp_path):
-    model = fc.course_backbone()
-    digest = fc.save_checkpoint(model.state_dict(), tmp_path / "m.pt")
-    state = fc.load_checkpoint(tmp_path / "m.pt", sha256=digest)
+    model = ftcourse.course_backbone()
+    digest = ftcourse.save_checkpoint(model.state_dict(), tmp_path / "m.pt")
+    state = ftcourse.load_checkpoint(tmp_path / "m.pt", sha256=digest)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ChecksumError, match="expected"):
-        fc.load_checkpoint(tmp_path / "m.pt", sha256="0" * 64)
+        ftcourse.load_checkpoint(tmp_path / "m.pt", sha256="0" * 64)
     with pytest.raises(FileNotFoundError):
-        fc.load_checkpoint(tmp_path / "none.pt")
+        ftcourse.load_checkpoint(tmp_path / "none.pt")
     with pytest.raises(TypeError, match="tensors"):
-        fc.save_checkpoint({"w": torch.zeros(1), "note": "text"}, tmp_path / "bad.pt")
+        ftcourse.save_checkpoint({"w": torch.zeros(1), "note": "text"}, tmp_path / "bad.pt")
 
 
 class _Payload:
@@ -74,34 +74,34 @@ class _Payload:
 def test_checkpoint_with_arbitrary_objects_is_not_unpickled(tmp_path, capsys):
     torch.save({"w": torch.zeros(2), "evil": _Payload()}, tmp_path / "evil.pt")
     with pytest.raises(ChecksumError, match="not a loadable tensor checkpoint"):
-        fc.load_checkpoint(tmp_path / "evil.pt")
+        ftcourse.load_checkpoint(tmp_path / "evil.pt")
     assert "arbitrary code ran" not in capsys.readouterr().out
     (tmp_path / "trunc.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:50])
     with pytest.raises(ChecksumError):
-        fc.load_checkpoint(tmp_path / "trunc.pt")
+        ftcourse.load_checkpoint(tmp_path / "trunc.pt")
     with open(tmp_path / "list.pt", "wb") as f:
         pickle.dump([1, 2], f)
     with pytest.raises(ChecksumError):
-        fc.load_checkpoint(tmp_path / "list.pt")
+        ftcourse.load_checkpoint(tmp_path / "list.pt")
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vgg11_bn", "mobilenet_v3_small", "efficientnet_b0",
                                   "convnext_tiny", "densenet121", "regnet_y_400mf"])
 def test_replace_head_on_torchvision_families(name):
     if name.startswith("regnet"):  # its builder needs real tensors
-        model = fc.torchvision_backbone(name)
+        model = ftcourse.torchvision_backbone(name)
     else:
         with torch.device("meta"):  # structure only: instant, no memory
-            model = fc.torchvision_backbone(name)
-    head_name, old = fc.find_head(model)
-    new = fc.replace_head(model, 3)
+            model = ftcourse.torchvision_backbone(name)
+    head_name, old = ftcourse.find_head(model)
+    new = ftcourse.replace_head(model, 3)
     assert new is not old and new.out_features == 3 and new.in_features == old.in_features
     assert model.get_submodule(head_name) is new
 
 
 def test_split_head_gives_features():
-    model = fc.course_backbone()
-    body, head = fc.split_head(model)
+    model = ftcourse.course_backbone()
+    body, head = ftcourse.split_head(model)
     x = torch.randn(2, 3, 32, 32)
     model.eval(), body.eval()
     assert body(x).shape == (2, 256)
@@ -110,12 +110,12 @@ def test_split_head_gives_features():
 
 
 def test_replace_head_is_reproducible_with_seed():
-    a, b = fc.course_backbone(), fc.course_backbone()
-    assert torch.equal(fc.replace_head(a, 4, seed=1).weight, fc.replace_head(b, 4, seed=1).weight)
+    a, b = ftcourse.course_backbone(), ftcourse.course_backbone()
+    assert torch.equal(ftcourse.replace_head(a, 4, seed=1).weight, ftcourse.replace_head(b, 4, seed=1).weight)
     with pytest.raises(ValueError):
-        fc.replace_head(a, 0)
+        ftcourse.replace_head(a, 0)
     with pytest.raises(ValueError, match="no nn.Linear"):
-        fc.find_head(nn.Sequential(nn.Conv2d(3, 3, 1)))
+        ftcourse.find_head(nn.Sequential(nn.Conv2d(3, 3, 1)))
 
 
 def test_torchvision_weights_load_from_the_local_cache(tmp_path, monkeypatch):
@@ -129,18 +129,26 @@ def test_torchvision_weights_load_from_the_local_cache(tmp_path, monkeypatch):
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     torch.save(reference.state_dict(), cache / ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1])
-    model = fc.torchvision_backbone("resnet18", weights="DEFAULT", num_classes=4)
+    model = ftcourse.torchvision_backbone("resnet18", weights="DEFAULT", num_classes=4)
     assert torch.equal(model.conv1.weight, reference.conv1.weight)
     assert model.fc.out_features == 4
     with pytest.raises(ValueError, match="unknown torchvision model"):
-        fc.torchvision_backbone("resnet19")
+        ftcourse.torchvision_backbone("resnet19")
 
 
 def test_manifest_lists_sources_and_licences():
-    manifest = fc.read_manifest()
+    manifest = ftcourse.read_manifest()
     for name, entry in manifest["files"].items():
         assert {"sha256", "size", "source", "licence", "made_by"} <= set(entry), name
-        assert (fc.data_dir() / name).stat().st_size == entry["size"]
+        assert (ftcourse.data_dir() / name).stat().st_size == entry["size"]
     assert json.dumps(manifest)  # plain JSON
-    total = sum(p.stat().st_size for p in fc.data_dir().iterdir())
+    total = sum(p.stat().st_size for p in ftcourse.data_dir().iterdir())
     assert total < 20 * 2**20, "data/ must stay under ~20 MB"
+
+
+def test_fresh_model_is_the_same_pretrained_body_and_seeded_head_every_call():
+    a, b = ftcourse.fresh_model(), ftcourse.fresh_model()
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    other = ftcourse.fresh_model(seed=1)
+    assert not torch.equal(a.fc.weight, other.fc.weight) and torch.equal(a.conv1.weight, other.conv1.weight)
+    assert ftcourse.fresh_model(num_classes=3).fc.out_features == 3

@@ -80,7 +80,7 @@ def test_wrong_length_says_how_many_groups(small):
     with pytest.raises(ValueError, match=r"lr has 2 values but there are 3 groups \(0: conv1.*1: layer3, layer4"):
         param_groups(groups, [1e-3, 1e-2], model=small)
     with pytest.raises(ValueError, match="lr has 2 values but there are 4 groups"):
-        param_groups(small, [1e-3, 1e-2], groups_n=4)
+        param_groups(small, [1e-3, 1e-2], n_groups=4)
     with pytest.raises(ValueError, match="cannot make 7 layer groups.*from 1 to 6"):
         param_groups(small, [1e-3] * 7)
 
@@ -92,8 +92,8 @@ def test_bad_lr_values_are_refused(small):
         param_groups(small, "1e-3")
     with pytest.raises(ValueError, match="slice"):
         param_groups(small, slice(1e-4, 1e-2, 2))
-    with pytest.raises(ValueError, match="groups_n is for a model"):
-        param_groups(layer_groups(small), 1e-3, groups_n=3)
+    with pytest.raises(ValueError, match="n_groups is for a model"):
+        param_groups(layer_groups(small), 1e-3, n_groups=3)
 
 
 def test_frozen_parameters_left_out_and_empty_groups_dropped(model):
@@ -188,7 +188,7 @@ def test_describe_catches_frozen_parameter_in_optimizer(small):
 
 
 def test_describe_catches_duplicate_parameter(small):
-    groups = param_groups(small, [1e-3, 1e-2], groups_n=2)
+    groups = param_groups(small, [1e-3, 1e-2], n_groups=2)
     groups[1]["params"].append(small.conv1.weight)  # torch.optim would refuse this list at construction
     report = describe_param_groups(groups, small)
     assert report.title.startswith("param groups")
@@ -210,3 +210,16 @@ def test_describe_missing_group(small):
     del groups[1]  # one group forgotten: layer3 and layer4 never trained
     report = describe_param_groups(torch.optim.SGD(groups, lr=0.1), small)
     assert len(report.warnings) == 1 and "layer3.0.conv1.weight" in report.warnings[0]
+
+
+def test_one_validator_behind_the_warnings_and_the_checker(small):
+    """describe_param_groups' warnings are exactly param_group_problems; the checker raises the same first one."""
+    import ftcourse.check as check
+    from ftcourse.optim import param_group_problems
+
+    groups = param_groups(small, [1e-3, 1e-2], n_groups=2)
+    groups[0]["params"] = groups[0]["params"] + groups[1]["params"][:1]  # one tensor in two groups
+    problems = param_group_problems(groups, small)
+    assert describe_param_groups(groups, small).warnings == problems and "more than once" in problems[0]
+    with pytest.raises(AssertionError, match="more than once"):
+        check.param_groups_match(groups, small, [1e-3, 1e-2])

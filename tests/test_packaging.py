@@ -35,8 +35,9 @@ def _imports(path: Path) -> set[str]:
 
 
 # bottom to top; a module may import only modules in an earlier layer or its own layer's lower entries
-LAYERS = [["files", "runtime"], ["data", "models", "bn"], ["groups"], ["optim"], ["grads", "audit"],
-          ["train"], ["recipes", "pretrain"], ["plots", "check", "widgets"], ["cli"]]
+LAYERS = [["files", "runtime", "tables", "workspace"], ["data", "models", "bn"], ["groups"], ["optim"],
+          ["cost", "features", "grads", "audit"], ["train"], ["recipes", "pretrain"], ["plots", "check", "claims"], ["widgets"],
+          ["cli"]]
 
 
 def test_modules_are_layered_without_cycles():
@@ -76,3 +77,23 @@ def test_code_has_no_undefined_or_unused_names():
     out = subprocess.run([sys.executable, "-m", "pyflakes", *dirs], capture_output=True, text=True).stdout
     problems = [line for line in out.splitlines() if "__init__.py" not in line]
     assert not problems, "\n".join(problems)
+
+
+def test_no_package_module_names_a_lesson():
+    """Modules are named and sectioned by topic, never by lesson (code outlives the lesson order)."""
+    for path in (ROOT / "ftcourse").glob("*.py"):
+        hits = re.findall(r"lessons? \d+", path.read_text(), flags=re.I)
+        assert not hits, f"{path.name} names a lesson: {hits}"
+
+
+def test_every_module_says_what_it_holds():
+    """Each module opens with a docstring; the public names it exports are defined in it."""
+    for path in (ROOT / "ftcourse").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), f"{path.name} has no opening docstring"
+        defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        defined |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+        exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                         and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)), [])
+        assert set(exported) <= defined, f"{path.name} exports names it does not define: {set(exported) - defined}"

@@ -1,0 +1,87 @@
+"""ftcourse.plots: every plot is labelled, greys frozen groups, and draws what it is given."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.colors import to_hex
+
+import ftcourse
+import ftcourse.plots as plots
+
+
+def _labelled(ax):
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_grad_norm_bars_grey_out_frozen_groups_on_a_log_axis():
+    hist = np.array([[np.nan, 0.5, 2.0], [np.nan, 0.7, 1.0]])
+    ax = plots.plot_group_grad_norms(hist, ["stem", "layer", "head"], [True, False, False])
+    _labelled(ax)
+    assert ax.get_yscale() == "log"
+    colours = [to_hex(p.get_facecolor()) for p in ax.patches]
+    assert colours[0] == plots.FROZEN_COLOUR and plots.FROZEN_COLOUR not in colours[1:]
+    assert [t.get_text() for t in ax.texts] == ["frozen"]
+    tops = [p.get_height() for p in ax.patches[1:]]
+    assert tops == pytest.approx([0.6, 1.5])
+
+
+def test_grad_norm_plot_reads_a_recorder_and_draws_lines(model, batch):
+    ftcourse.freeze_to(model, -1)
+    rec = ftcourse.GradientRecorder(model, groups=ftcourse.unit_groups(model), names=ftcourse.unit_names(model))
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(batch[0]), batch[1]).backward()
+        rec.step()
+    ax = plots.plot_group_grad_norms(rec, kind="lines")
+    _labelled(ax)
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[:5] == [f"{n} (frozen)" for n in ["stem", "layer1", "layer2", "layer3", "layer4"]]
+    assert labels[5] == "head" and len(ax.lines[-1].get_xdata()) == 2
+
+
+def test_grad_norm_plot_rejects_mismatched_names_and_kinds():
+    with pytest.raises(ValueError, match="2 groups"):
+        plots.plot_group_grad_norms(np.ones((3, 2)), ["a"], [False])
+    with pytest.raises(ValueError, match="kind"):
+        plots.plot_group_grad_norms(np.ones((3, 2)), ["a", "b"], [False, False], kind="pie")
+
+
+def test_show_filters_grid_and_grey_input(model):
+    ax = plots.show_filters(model.conv1.weight, ncols=8)
+    _labelled(ax)
+    img = ax.images[0].get_array()
+    assert img.shape == (4 * 4 + 1, 8 * 4 + 1, 3)  # 32 filters of 3x3, 1-px gaps
+    ax = plots.show_filters(model.conv1.weight, ncols=8, grey_input=True)
+    assert ax.images[0].get_array().ndim == 2
+    with pytest.raises(ValueError, match="conv weight"):
+        plots.show_filters(torch.ones(3, 3))
+
+
+def test_show_images_labels_each_image(small_task):
+    ax = plots.show_images(small_task.x_train[:6], small_task.y_train[:6], small_task.classes,
+                           small_task.mean, small_task.std, ncols=3)
+    _labelled(ax)
+    assert [t.get_text() for t in ax.texts] == [small_task.classes[int(v)] for v in small_task.y_train[:6]]
+    arr = ax.images[0].get_array()
+    assert float(arr.min()) >= 0 and float(arr.max()) <= 1
+
+
+def test_plot_cost_vs_freeze_two_or_three_panels():
+    rows = [{"point": "stem", "nodes": 80, "step_ms": 30.0, "forward_ms": 10.0, "peak_mib": None},
+            {"point": "head", "nodes": 6, "step_ms": 10.5, "forward_ms": 10.0, "peak_mib": None}]
+    axes = plots.plot_cost_vs_freeze(rows)
+    assert len(axes) == 2
+    for ax in axes:
+        _labelled(ax)
+    assert list(axes[1].lines[0].get_ydata()) == pytest.approx([3.0, 1.05])
+    rows = [dict(r, peak_mib=m) for r, m in zip(rows, [100.0, 20.0])]
+    assert len(plots.plot_cost_vs_freeze(rows)) == 3
+
+
+def test_plot_update_ratios_grouped_log_bars():
+    ax = plots.plot_update_ratios({"a": [0.01, 0.02, 1.0], "b": [0.001, 0.01, 2.0]}, ["g0", "g1", "head"])
+    _labelled(ax)
+    assert ax.get_yscale() == "log" and len(ax.patches) == 6
+    assert ax.get_legend_handles_labels()[1] == ["a", "b"]
+    with pytest.raises(ValueError, match="2 ratios but there are 3 groups"):
+        plots.plot_update_ratios({"a": [1.0, 2.0]}, ["g0", "g1", "head"])
