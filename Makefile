@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lab test doctor clean-venv
+.PHONY: lab test test-fast doctor clean-venv
 
 $(BIN)/.ftcourse-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,20 @@ $(BIN)/.ftcourse-installed: pyproject.toml
 
 lab: $(BIN)/.ftcourse-installed
 	$(BIN)/ftcourse doctor
-	$(BIN)/jupyter lab lessons/
+	$(BIN)/ftcourse lessons ftcourse-lessons
+	$(BIN)/jupyter lab ftcourse-lessons/
+
+# Your own copies of the lessons in ftcourse-lessons/ (copies only what is missing, never overwrites).
+.PHONY: lessons
+lessons: $(BIN)/.ftcourse-installed
+	$(BIN)/ftcourse lessons ftcourse-lessons
 
 test: $(BIN)/.ftcourse-installed
 	$(BIN)/python -m pytest
+
+# Quick local loop: the unit tests only (no claim tests over seeds, no notebooks). CI runs `make test`.
+test-fast: $(BIN)/.ftcourse-installed
+	$(BIN)/python -m pytest -m "not slow" tests
 
 doctor: $(BIN)/.ftcourse-installed
 	$(BIN)/ftcourse doctor

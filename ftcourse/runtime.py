@@ -9,16 +9,26 @@ import torch
 
 __all__ = ["seed_everything", "get_device", "DEFAULT_THREADS"]
 
-DEFAULT_THREADS = 2  # the course's reference machine is a 2-core CPU
+DEFAULT_THREADS = 2  # the course's reference machine is a 2-core CPU; $FTCOURSE_THREADS overrides it
 
 
-def seed_everything(seed: int = 0, threads: int | None = DEFAULT_THREADS, deterministic: bool = True) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator for DataLoaders.
+def _default_threads() -> int:
+    """$FTCOURSE_THREADS if set (e.g. 1, to check that results hold under another summation order), else 2."""
+    value = os.environ.get("FTCOURSE_THREADS", str(DEFAULT_THREADS))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"FTCOURSE_THREADS must be a positive int, got {value!r}; unset it to use {DEFAULT_THREADS}")
+    return int(value)
 
-    Called in the first cell of every lesson (ftcourse has no side effects on import).
+
+def seed_everything(seed: int = 0, threads: int | None = None, deterministic: bool = True) -> torch.Generator:
+    """Seed python, numpy and torch, fix the CPU thread count; return a CPU generator for DataLoaders.
+
+    Called in the first cell of every lesson (ftcourse has no side effects on import). threads:
+    default $FTCOURSE_THREADS or 2; 0 leaves torch's setting alone.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    threads = _default_threads() if threads is None else threads
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -17,3 +17,16 @@ def test_seed_everything_and_device(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             ftcourse.get_device("cuda")
+
+
+def test_thread_count_follows_ftcourse_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("FTCOURSE_THREADS", "1")
+        ftcourse.seed_everything(0)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("FTCOURSE_THREADS", "two")
+        with pytest.raises(ValueError, match="FTCOURSE_THREADS"):
+            ftcourse.seed_everything(0)
+    finally:
+        torch.set_num_threads(before)
