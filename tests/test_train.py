@@ -1,11 +1,9 @@
-"""fit / evaluate / precompute_features, and the CLI."""
-
+"""ftcourse.train: fit (epochs or steps), evaluate, precompute_features; a GradientRecorder as on_step."""
 import numpy as np
 import pytest
 import torch
 
 import ftcourse
-from ftcourse.cli import main
 
 
 def _tiny_task():
@@ -61,44 +59,6 @@ def test_head_on_cached_features_equals_head_on_frozen_body():
     ftcourse.seed_everything(0)
     ftcourse.fit(model.fc, ftcourse.make_loader(feats, labels, 8, shuffle=True, seed=3), epochs=3, lr=0.05, progress=False)
     assert torch.allclose(model.fc.weight, twin.fc.weight, atol=1e-5)
-
-
-
-
-
-
-
-
-
-
-def test_doctor_reports_ok(capsys):
-    assert main(["doctor"]) == 0
-    out = capsys.readouterr().out
-    assert "OK    backbone.pt" in out and "OK    mnist5k.npy.gz" in out and "doctor: all good" in out
-
-
-def test_doctor_fails_on_corrupted_data(tmp_path, monkeypatch, capsys):
-    import shutil
-
-    for f in ftcourse.data_dir().iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "mnist5k.npy.gz").write_bytes(b"corrupted")
-    monkeypatch.setenv("FTCOURSE_DATA", str(tmp_path))
-    assert main(["doctor"]) == 1
-    out = capsys.readouterr().out
-    assert "FAIL" in out and "mnist5k.npy.gz" in out and "problems found" in out
-
-
-def test_pretrain_cli_runs_to_a_side_file(tmp_path, capsys):
-    """`ftcourse pretrain` reproduces the recipe; one epoch here, the full run is in benchmarks/."""
-    out = tmp_path / "bb.pt"
-    assert main(["pretrain", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
-    text = capsys.readouterr().out
-    assert "source_test_accuracy" in text and out.exists()
-    state = ftcourse.load_checkpoint(out)
-    model = ftcourse.course_backbone()
-    model.load_state_dict(state)
-    assert ftcourse.read_manifest()["files"]["backbone.pt"]["sha256"] != ftcourse.sha256_file(out)
 
 
 def test_fit_for_a_number_of_steps_cycles_the_loader_and_stops_exactly():
