@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
-import types
 from typing import Callable, Iterable
 
 import torch
@@ -14,7 +14,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops import FrozenBatchNorm2d
 
 __all__ = [
-    "freeze_bn_stats", "unfreeze_bn_stats", "bn_stats_frozen", "bn_modules",
+    "freeze_bn_stats", "unfreeze_bn_stats", "bn_stats_frozen", "bn_modules", "convert_sync_batchnorm",
     "BN_STATES", "BNAffine", "bn_to_affine", "affine_to_bn", "bn_scale_shift", "fold_conv_bn", "fold_bn",
     "adabn", "bn_state", "bn_report",
 ]
@@ -25,19 +25,34 @@ def bn_modules(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
 
 
-def _train_stays_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    return nn.Module.train(self, False)
+# The pin is two plain attributes on the layer instance, partials of the module-level functions below:
+# `train` (called by every parent's model.train()/eval()) and `extra_repr` (print(model) shows
+# "stats=frozen"). Partials of module-level functions pickle and deepcopy (a bound method does not
+# unpickle), and the layer's class stays what it was (nn.BatchNorm2d ...), so torch.fx tracing,
+# feature extractors, fusers and isinstance/type checks see an ordinary BN layer.
+# Whole-model pickles refer to _pinned_train and _pinned_extra_repr by name: do not rename them.
+def _pinned_train(m: _BatchNorm, mode: bool = True) -> _BatchNorm:
+    """A pinned layer's train(mode): eval mode whatever `mode` says."""
+    return type(m).train(m, False)
+
+
+def _pinned_extra_repr(m: _BatchNorm) -> str:
+    """A pinned layer's extra_repr: the usual one plus ', stats=frozen'."""
+    return f"{type(m).extra_repr(m)}, stats=frozen"
 
 
 def freeze_bn_stats(model: nn.Module) -> int:
     """Put every BN layer in eval mode for good: running statistics stop updating, even after model.train().
 
-    Done per instance (the layer's `train` method is overridden), so it survives deepcopy and
-    `model.train()`; `unfreeze_bn_stats` undoes it. Returns the number of BN layers affected.
+    Done per instance (the layer's `train` and `extra_repr` are overridden by picklable partials; its
+    class is unchanged): survives model.train(), deepcopy, whole-model torch.save/load, .to()/.half(),
+    torch.compile and DDP; print(model) shows `stats=frozen`. `unfreeze_bn_stats` undoes it.
+    Returns the number of BN layers affected.
     """
     layers = bn_modules(model)
     for _, m in layers:
-        m.train = types.MethodType(_train_stays_eval, m)
+        m.train = functools.partial(_pinned_train, m)
+        m.extra_repr = functools.partial(_pinned_extra_repr, m)
         m.eval()
     return len(layers)
 
@@ -46,8 +61,9 @@ def unfreeze_bn_stats(model: nn.Module) -> int:
     """Undo freeze_bn_stats; the layers take the model's mode again at its next train()/eval()."""
     count = 0
     for _, m in bn_modules(model):
-        if "train" in m.__dict__:
+        if bn_stats_frozen(m):
             del m.__dict__["train"]
+            m.__dict__.pop("extra_repr", None)
             m.training = model.training
             count += 1
     return count
@@ -55,7 +71,21 @@ def unfreeze_bn_stats(model: nn.Module) -> int:
 
 def bn_stats_frozen(m: nn.Module) -> bool:
     """True if freeze_bn_stats pinned this BN layer in eval mode."""
-    return "train" in m.__dict__
+    return getattr(m.__dict__.get("train"), "func", None) is _pinned_train
+
+
+def convert_sync_batchnorm(model: nn.Module, process_group=None) -> nn.Module:
+    """nn.SyncBatchNorm.convert_sync_batchnorm keeping freeze_bn_stats pins (torch's builds new, unpinned layers).
+
+    Layers that were pinned become pinned SyncBatchNorm layers, the others plain SyncBatchNorm.
+    Returns the converted model (a new module if `model` itself is a BN layer).
+    """
+    pinned = {name for name, m in bn_modules(model) if bn_stats_frozen(m)}
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group)
+    for name, m in bn_modules(model):
+        if name in pinned:
+            freeze_bn_stats(m)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,17 @@
-"""Where the shipped data lives and how its checksums are checked (bottom layer, no torch)."""
+"""Where the shipped data lives, how its checksums are checked, and atomic writes (bottom layer, no torch)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ChecksumError", "data_dir", "sha256_file", "read_manifest", "verified_path"]
+__all__ = ["ChecksumError", "data_dir", "sha256_file", "read_manifest", "verified_path", "atomic_path",
+           "atomic_write_bytes"]
 
 
 class ChecksumError(RuntimeError):
@@ -51,3 +56,44 @@ def verified_path(name: str) -> Path:
             "(file changed or corrupted; restore it with `git checkout -- data/`)"
         )
     return path
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's bytes (or, on POSIX, a folder's entries) to disk."""
+    if path.is_dir() and os.name != "posix":
+        return  # folders cannot be opened for fsync on Windows; os.replace is atomic there anyway
+    fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; if the block succeeds, fsync it and os.replace it onto `path`.
+
+    Readers see the old file or the complete new one, never a half-written one; if the block raises
+    (or the process dies), `path` is untouched and the temporary file is deleted (or, after a crash,
+    left as a hidden `.NAME.*.tmp`). An existing target keeps its permission bits.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # some file systems cannot sync a folder; the file itself is safe
+        _fsync(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see atomic_path): the old content stays if anything fails."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "xb") as f:
+            f.write(data)

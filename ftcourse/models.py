@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
-from .files import ChecksumError, read_manifest, sha256_file, verified_path
+from .files import ChecksumError, atomic_path, read_manifest, sha256_file, verified_path
 from .runtime import get_device
 
 __all__ = [
@@ -54,12 +54,18 @@ def course_backbone(num_classes: int = 5, widths=BACKBONE_WIDTHS, blocks=(1, 1, 
 
 
 def save_checkpoint(state_dict: dict, path: str | os.PathLike) -> str:
-    """Save tensors only (loadable with weights_only=True); return the file's sha256."""
+    """Save tensors only (loadable with weights_only=True), atomically; return the file's sha256.
+
+    Written to a temporary file next to `path`, then moved onto it (files.atomic_path): an
+    interrupted save leaves the previous checkpoint intact, never a truncated one.
+    """
     bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise TypeError(f"checkpoint values must be tensors; not tensors: {bad[:5]}")
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, path)
-    return sha256_file(path)
+    with atomic_path(path) as tmp:
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp)
+        digest = sha256_file(tmp)
+    return digest
 
 
 def load_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> dict:

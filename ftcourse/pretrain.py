@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from .data import SOURCE_DIGITS, FreshClutter, source_indices, source_stats, source_task
-from .files import data_dir
+from .files import atomic_write_bytes, data_dir
 from .models import BACKBONE_WIDTHS, course_backbone, save_checkpoint
 from .runtime import seed_everything
-from .train import evaluate, fit, make_optimizer
+from .optim import make_optimizer
+from .train import evaluate, fit
 
 __all__ = ["PRETRAIN_RECIPE", "pretrain"]
 
@@ -21,12 +22,16 @@ PRETRAIN_RECIPE = dict(seed=0, epochs=30, batch_size=64, lr=0.1, momentum=0.9, w
 
 
 def pretrain(out: str | Path | None = None, epochs: int | None = None, progress: bool = True,
-             update_manifest: bool = True) -> dict:
+             update_manifest: bool = True, overwrite: bool = False) -> dict:
     """Train the course backbone on digits 0-4 with the fixed recipe; save it; return a summary.
 
+    out=None writes the shipped data/backbone.pt (and its data/MANIFEST.json entry): that, or an
+    `out` that exists, needs overwrite=True, checked before training. Files are written atomically.
     Deterministic on a given machine and torch version (fixed seed, 2 threads, deterministic
     algorithms); bit-identical files across machines are not promised, the accuracy is.
     """
+    path = Path(out) if out else data_dir() / "backbone.pt"
+    _check_overwrite(path, shipped=not out, overwrite=overwrite)
     r = dict(PRETRAIN_RECIPE, epochs=epochs or PRETRAIN_RECIPE["epochs"])
     seed_everything(r["seed"])
     task = source_task()  # its fixed test set measures source accuracy
@@ -37,7 +42,6 @@ def pretrain(out: str | Path | None = None, epochs: int | None = None, progress:
     fit(model, train, epochs=r["epochs"], optimizer=opt, device="cpu", progress=progress)
     seconds = time.perf_counter() - t0
     acc = evaluate(model, (task.x_test, task.y_test), device="cpu")
-    path = Path(out) if out else data_dir() / "backbone.pt"
     digest = save_checkpoint(model.state_dict(), path)
     summary = {"file": path.name, "sha256": digest, "source_test_accuracy": round(acc, 4),
                "train_seconds": round(seconds, 1), "torch": torch.__version__, "machine": platform.machine()}
@@ -46,7 +50,18 @@ def pretrain(out: str | Path | None = None, epochs: int | None = None, progress:
     return summary
 
 
+def _check_overwrite(path: Path, shipped: bool, overwrite: bool) -> None:
+    """Refuse (FileExistsError) to replace the shipped backbone or an existing file unless overwrite=True."""
+    if overwrite or not (shipped or path.exists()):
+        return
+    what = (f"the shipped backbone {path} and its entry in data/MANIFEST.json" if shipped
+            else f"{path}, which already exists")
+    raise FileExistsError(f"pretrain would overwrite {what}; pass overwrite=True (`ftcourse pretrain --force`) "
+                          "to replace it, or out=... (`--out OTHER.pt`) to write another path")
+
+
 def _update_manifest(path: Path, summary: dict, recipe: dict, num_classes: int) -> None:
+    """Record the new backbone (sha256, size, recipe, accuracy) in data/MANIFEST.json, written atomically."""
     mpath = data_dir() / "MANIFEST.json"
     manifest = json.loads(mpath.read_text())
     mean, std = source_stats()
@@ -64,4 +79,4 @@ def _update_manifest(path: Path, summary: dict, recipe: dict, num_classes: int) 
         "source_test_accuracy": summary["source_test_accuracy"], "train_seconds": summary["train_seconds"],
         "trained_with": f"torch {summary['torch']} on {summary['machine']}, 2 threads",
     }
-    mpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_bytes(mpath, (json.dumps(manifest, indent=2) + "\n").encode())

@@ -4,6 +4,7 @@ Bottom layer beside `files`: imports nothing from ftcourse and never imports tor
 """
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 from datetime import datetime
@@ -54,8 +55,11 @@ def resolve_lesson(name: str, source: Path | None = None) -> str:
 
 
 def is_solution(cell: dict) -> bool:
-    """True for a code cell whose source starts with `# Solution`."""
-    return cell.get("cell_type") == "code" and cell.get("source", "").startswith("# Solution")
+    """True for a code cell whose opening comment lines include `# Solution` (after an nbval marker, say)."""
+    if cell.get("cell_type") != "code":
+        return False
+    lines = cell.get("source", "").splitlines()
+    return any(line.startswith("# Solution") for line in itertools.takewhile(lambda l: l.startswith("#"), lines))
 
 
 def learner_copy(path: Path, solutions: bool = True) -> nbformat.NotebookNode:

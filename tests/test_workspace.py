@@ -211,3 +211,10 @@ def test_the_default_source_is_the_course_lessons_folder(monkeypatch):
     nb = workspace.learner_copy(real / names[0])
     assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
     assert _solutions(nb) and all(c.metadata.collapsed for c in _solutions(nb))
+
+
+def test_a_solution_cell_may_start_with_an_nbval_marker():
+    from nbformat.v4 import new_code_cell
+
+    assert workspace.is_solution(new_code_cell("# NBVAL_IGNORE_OUTPUT (digits)\n# Solution\nx = 1"))
+    assert not workspace.is_solution(new_code_cell("x = 1\n# Solution"))
