@@ -11,8 +11,8 @@ import torch
 from .data import SOURCE_DIGITS, FreshClutter, source_indices, source_stats, source_task
 from .files import atomic_write_bytes, data_dir
 from .models import BACKBONE_WIDTHS, course_backbone, save_checkpoint
-from .runtime import seed_everything
 from .optim import make_optimizer
+from .runtime import seed_everything
 from .train import evaluate, fit
 
 __all__ = ["PRETRAIN_RECIPE", "pretrain"]
