@@ -17,13 +17,14 @@ from . import bn as _bn
 from .audit import freeze_audit
 from .bn import bn_stats_frozen
 from .data import normalize
+from .features import representation_change
 from .groups import group_label, layer_groups, params_of
 from .models import find_head
 from .optim import param_group_problems
 from .train import evaluate
 
 __all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised",
-           "bn_affine", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates"]
+           "bn_affine", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates", "feature_change_ratios"]
 
 
 def not_attempted(answer, what: str) -> bool:
@@ -267,3 +268,24 @@ def learning_rates(answer, expected, what: str = "learning rates", rel: float = 
         raise AssertionError(f"Your {what} = {[float(f'{v:.4g}') for v in got]}, expected "
                              f"{[float(f'{v:.4g}') for v in want]}{hint}")
     print(f"Correct: {what} = {', '.join(f'{v:.3g}' for v in got)}")
+
+
+# ---------------------------------------------------------------- feature change
+def feature_change_ratios(answer, models, pretrained: nn.Module, x: torch.Tensor) -> None:
+    """Check {rate: (1 - CKA of FT) / (1 - CKA of LP-FT)} against the (FT, LP-FT) models trained at each rate."""
+    if not_attempted(answer, "the FT / LP-FT feature-change ratio at each rate"):
+        return
+    if not isinstance(answer, dict) or not isinstance(models, dict) or set(answer) != set(models):
+        raise AssertionError("Give a dict {rate: ratio} with the same rates as your dict of models {rate: (ft, lp_ft)}")
+    measured = {}
+    for rate, (ft, lpft) in models.items():
+        ft_change = representation_change(pretrained, ft, x)["1 - CKA"]
+        measured[rate] = ft_change / representation_change(pretrained, lpft, x)["1 - CKA"]
+        if not math.isclose(float(answer[rate]), measured[rate], rel_tol=1e-3):
+            raise AssertionError(f"At rate {rate:g} your ratio is {float(answer[rate]):.4g}, your models give "
+                                 f"{measured[rate]:.4g}. Hint: ftcourse.representation_change(pretrained, model, x)['1 - CKA'] "
+                                 "for each model, then FT / LP-FT")
+    lo, hi = min(measured), max(measured)
+    trend = "grows" if measured[hi] > measured[lo] else "shrinks"
+    print(f"Correct: FT moves the features {measured[hi]:.3g}x as much as LP-FT at rate {hi:g} and "
+          f"{measured[lo]:.3g}x at {lo:g}: the gap {trend} with the rate.")

@@ -12,11 +12,24 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["FROZEN_COLOUR", "plot_group_grad_norms", "show_filters", "show_images", "plot_cost_vs_freeze",
-           "plot_update_ratios"]
+__all__ = ["FROZEN_COLOUR", "COURSE_STYLE", "use_course_style", "plot_group_grad_norms", "show_filters", "show_images",
+           "plot_cost_vs_freeze", "plot_update_ratios"]
 
 FROZEN_COLOUR = "#c8c8c8"  # grey: frozen groups in every plot of the course
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+COURSE_STYLE = {  # readable when projected: no text below 11 pt at the saved size
+    "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11, "ytick.labelsize": 11,
+    "legend.fontsize": 11, "figure.titlesize": 14, "figure.dpi": 100,
+}
+
+
+def use_course_style() -> None:
+    """Set matplotlib's text sizes for the course's figures (called in a lesson's first cell, never on import)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(COURSE_STYLE)
 
 
 def _axes(ax, figsize=(6.4, 3.6)):
@@ -41,13 +54,15 @@ def _history(recorder_or_array) -> np.ndarray:
 
 
 def plot_group_grad_norms(recorder_or_array, group_names: Sequence[str] | None = None,
-                          frozen: Sequence[bool] | None = None, ax=None, kind: str = "bars",
+                          frozen: Sequence[bool] | None = None, ax=None, kind: str = "median",
                           title: str = "Gradient norm per layer group"):
     """The course's signature plot: how much gradient each layer group receives, frozen groups greyed.
 
-    kind="bars": the median over steps of each group's gradient L2 norm; kind="lines": the norm at
-    every step. Log y axis. A frozen group (or one that got no gradient: NaN) is a grey "frozen" stub.
-    `group_names` and `frozen` default to the recorder's.
+    kind="median": a dot at the median over steps of each group's gradient L2 norm, with a line from
+    its smallest to its largest step; kind="lines": the norm at every step. Log y axis (dots, not
+    bars: a bar's length means nothing on a log axis). A frozen group (or one that got no gradient:
+    NaN) has no value: a grey "frozen" label stands in its place. `group_names` and `frozen` default
+    to the recorder's.
     """
     hist = _history(recorder_or_array)
     n = hist.shape[1]
@@ -60,32 +75,31 @@ def plot_group_grad_norms(recorder_or_array, group_names: Sequence[str] | None =
     ax = _axes(ax)
     finite = hist[np.isfinite(hist) & (hist > 0)]
     floor = float(finite.min()) / 10 if finite.size else 1e-3
-    if kind == "bars":
-        _grad_bars(ax, hist, names, no_grad, floor)
+    if kind == "median":
+        _grad_dots(ax, hist, names, no_grad, floor)
     elif kind == "lines":
         _grad_lines(ax, hist, names, no_grad)
     else:
-        raise ValueError(f"kind must be 'bars' or 'lines', got {kind!r}")
+        raise ValueError(f"kind must be 'median' or 'lines', got {kind!r}")
     ax.set_yscale("log")
-    ax.set_ylabel("gradient L2 norm" + (", median over steps" if kind == "bars" else "") + " (log)")
+    ax.set_ylabel("gradient L2 norm" + (" (median, range)" if kind == "median" else "") + ", log")
     ax.set_title(title)
     return ax
 
 
-def _grad_bars(ax, hist, names, no_grad, floor) -> None:
-    """One bar per group (median over steps); grey stubs labelled "frozen" for groups without gradient."""
-    from matplotlib.patches import Rectangle
-
+def _grad_dots(ax, hist, names, no_grad, floor) -> None:
+    """A dot per group (median over steps) with its min-max range; a grey "frozen" label where a group got none."""
     xs = np.arange(len(names))
     for i in xs:
-        if no_grad[i]:  # drawn in axes coordinates (y from 0 to 0.3 of the height) so it sits on the bottom
-            ax.add_patch(Rectangle((i - 0.4, 0.0), 0.8, 0.3, transform=ax.get_xaxis_transform(),
-                                   facecolor=FROZEN_COLOUR, hatch="//", edgecolor="#999999"))
-            ax.text(i, 0.02, "frozen", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
-                    rotation=90, color="#444444", fontsize=9)
+        if no_grad[i]:  # no value to draw: a label at the bottom, in axes coordinates
+            ax.text(i, 0.04, "frozen", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                    rotation=90, color="#777777", fontsize=11)
+            ax.axvspan(i - 0.4, i + 0.4, color=FROZEN_COLOUR, alpha=0.35, lw=0)
         else:
-            value = float(np.nanmedian(hist[:, i]))
-            ax.bar(i, value, bottom=1e-30, color=_COLOURS[i % len(_COLOURS)])  # from below the axis: sharey-safe
+            col = hist[:, i][np.isfinite(hist[:, i])]
+            colour = _COLOURS[i % len(_COLOURS)]
+            ax.vlines(i, col.min(), col.max(), color=colour, lw=2)
+            ax.plot(i, float(np.median(col)), "o", ms=9, color=colour)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(bottom=floor)
     ax.set_xticks(xs)
@@ -102,7 +116,8 @@ def _grad_lines(ax, hist, names, no_grad) -> None:
         else:
             ax.plot(steps, hist[:, i], marker="o", ms=3, color=_COLOURS[i % len(_COLOURS)], label=_short(name))
     ax.set_xlabel("optimisation step")
-    ax.legend(fontsize=8, loc="best")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="best")
 
 
 def _short(name: str, width: int = 22) -> str:
@@ -130,10 +145,9 @@ def show_filters(conv_weight: torch.Tensor, ncols: int = 8, grey_input: bool = F
     ax = _axes(ax, figsize=(6.4, 6.4 * math.ceil(len(w) / ncols) / ncols + 0.6))
     ax.imshow(_grid(w, ncols), cmap="gray" if w.shape[1] == 1 else None, interpolation="nearest")
     kh, kw = w.shape[2:]
-    ax.set_title(f"{title}\n({len(w)} filters of {kh}x{kw} px; each scaled to its own range, white = most positive)",
-                 fontsize=10)
-    ax.set_xlabel(f"filters, {ncols} per row (pixels)")
-    ax.set_ylabel("pixels")
+    ax.set_title(f"{title}\n({len(w)} filters of {kh}x{kw} px, {ncols} per row; each scaled to its own range, "
+                 "white = most positive)", fontsize=11)
+    ax.set_axis_off()
     return ax
 
 
@@ -164,11 +178,10 @@ def show_images(x: torch.Tensor, labels=None, classes: Sequence[str] | None = No
         for k, lab in enumerate(labels):
             r, q = divmod(k, ncols)
             text = classes[int(lab)] if classes is not None else str(int(lab))
-            ax.text(1 + q * (w + 1) + 1, 1 + r * (h + 1) + 1, text, color="black", fontsize=9, va="top",
+            ax.text(1 + q * (w + 1) + 1, 1 + r * (h + 1) + 1, text, color="black", fontsize=11, va="top",
                     fontweight="bold", bbox=dict(boxstyle="square,pad=0.1", fc="yellow", ec="none"))
-    ax.set_title(f"{title}\n({h}x{w} px each; yellow box: label)", fontsize=10)
-    ax.set_xlabel("pixels")
-    ax.set_ylabel("pixels")
+    ax.set_title(f"{title}\n({h}x{w} px each; yellow box: label)", fontsize=11)
+    ax.set_axis_off()
     return ax
 
 
@@ -195,7 +208,7 @@ def plot_cost_vs_freeze(rows: Sequence[dict], x_key: str = "point", axes=None,
     axes[1].set_ylabel("step time / forward time (x)")
     axes[1].set_ylim(bottom=0)
     axes[1].set_title("Time of one step (median)")
-    axes[1].legend(fontsize=8)
+    axes[1].legend()
     if has_mem:
         axes[2].bar(xs, [r["peak_mib"] for r in rows], color=_COLOURS[2])
         axes[2].set_ylabel("peak CUDA memory (MiB)")
@@ -209,32 +222,30 @@ def plot_cost_vs_freeze(rows: Sequence[dict], x_key: str = "point", axes=None,
 
 
 def plot_update_ratios(ratios: dict, group_names, ax=None, title: str = "How far each layer group moved"):
-    """Grouped bars, log y: the relative update ||dW|| / ||W|| of each layer group, one colour per run.
+    """One line of dots per run, log y: the relative update ||dW|| / ||W|| of each layer group.
 
-    ratios: {run label: one ratio per group}. Returns the axes; call plt.show() after it.
+    ratios: {run label: one ratio per group}. Dots on a log axis, not bars (a bar's length means
+    nothing there). Returns the axes; call plt.show() after it.
     """
     import matplotlib.pyplot as plt
 
     own = ax is None
     if own:
-        ax = plt.subplots(figsize=(7.0, 3.8))[1]
+        ax = plt.subplots(figsize=(7.5, 4.2))[1]
     names = list(group_names)
-    width = 0.8 / max(1, len(ratios))
     for k, (label, values) in enumerate(ratios.items()):
         if len(values) != len(names):
             raise ValueError(f"run {label!r} has {len(values)} ratios but there are {len(names)} groups")
-        xs = np.arange(len(names)) + (k - (len(ratios) - 1) / 2) * width
-        ax.bar(xs, values, width=width * 0.95, bottom=1e-30, color=_COLOURS[k % len(_COLOURS)], label=label)
+        offset = (k - (len(ratios) - 1) / 2) * 0.06  # a small shift so equal values stay visible
+        ax.plot(np.arange(len(names)) + offset, values, marker="o", ms=8, lw=1.5, color=_COLOURS[k % len(_COLOURS)],
+                label=label)
     ax.set_yscale("log")
-    finite = [v for values in ratios.values() for v in values if np.isfinite(v) and v > 0]
-    if finite:
-        ax.set_ylim(min(finite) / 3, max(finite) * 3)
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names)
     ax.set_xlabel("layer group (input -> output)")
-    ax.set_ylabel("||W_after - W_before|| / ||W_before|| (log)")
+    ax.set_ylabel("||W_after - W_before|| / ||W_before||, log")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend()
     if own:
         ax.figure.tight_layout()
     return ax

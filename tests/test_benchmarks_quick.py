@@ -81,3 +81,12 @@ def test_course_runtime_quick_runs_lesson_00_only():
     assert [name for name, _ in rows] == [p.name for p in sorted((ROOT / "lessons").glob("00_*.ipynb"))] != []
     assert re.search(r"^total\s+\d+\.\d\s+(OK|OVER)$", text, re.M)
     assert "budget 120 s per lesson, 10 min in all" in text
+
+
+def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():
+    shipped = sorted((ROOT / "data" / "results").glob("*.json"))
+    before = {p: p.read_bytes() for p in shipped}
+    text = _run("seed_studies.py")
+    assert re.search(r"^  adabn seed 0: \d+ s$", text, re.M) and "adabn: wrote" in text
+    assert "data/results" not in text  # --quick writes into a temporary folder
+    assert {p: p.read_bytes() for p in shipped} == before

@@ -186,3 +186,24 @@ def test_adabn_adapted(pretrained, capsys):
         changed.fc.weight.add_(1.0)
     with pytest.raises(AssertionError, match="weights changed"):
         check.adabn_adapted(changed, probe, test)
+
+
+def test_feature_change_ratios_checks_against_the_models(model, capsys):
+    pretrained = model
+    torch.manual_seed(3)
+    moved_a, moved_b = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        moved_a.layer4[0].conv1.weight.add_(0.5 * torch.randn_like(moved_a.layer4[0].conv1.weight))
+        moved_b.layer4[0].conv1.weight.add_(0.1 * torch.randn_like(moved_b.layer4[0].conv1.weight))
+    x = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    models = {0.03: (moved_a, moved_b), 0.003: (moved_b, moved_a)}
+    right = {r: ftcourse.representation_change(pretrained, ft, x)["1 - CKA"]
+             / ftcourse.representation_change(pretrained, lp, x)["1 - CKA"] for r, (ft, lp) in models.items()}
+    check.feature_change_ratios(right, models, pretrained, x)
+    assert "Correct" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="your models give"):
+        check.feature_change_ratios({0.03: 1.0, 0.003: 1.0}, models, pretrained, x)
+    with pytest.raises(AssertionError, match="same rates"):
+        check.feature_change_ratios({0.03: 1.0}, models, pretrained, x)
+    check.feature_change_ratios(None, models, pretrained, x)
+    assert "Not attempted" in capsys.readouterr().out

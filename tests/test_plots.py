@@ -13,16 +13,19 @@ def _labelled(ax):
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
 
 
-def test_grad_norm_bars_grey_out_frozen_groups_on_a_log_axis():
+def _titled_without_pixel_ticks(ax):
+    assert ax.get_title() and not ax.axison  # an image montage: no pixel axes
+
+
+def test_grad_norm_dots_mark_frozen_groups_without_a_value_on_a_log_axis():
     hist = np.array([[np.nan, 0.5, 2.0], [np.nan, 0.7, 1.0]])
     ax = plots.plot_group_grad_norms(hist, ["stem", "layer", "head"], [True, False, False])
     _labelled(ax)
-    assert ax.get_yscale() == "log"
-    colours = [to_hex(p.get_facecolor()) for p in ax.patches]
-    assert colours[0] == plots.FROZEN_COLOUR and plots.FROZEN_COLOUR not in colours[1:]
+    assert ax.get_yscale() == "log" and not [p for p in ax.patches if p.get_height() > 0 and p.get_y() > 0]
+    dots = [line.get_ydata()[0] for line in ax.lines]  # one median dot per trained group, none for the frozen one
+    assert dots == pytest.approx([0.6, 1.5]) and [line.get_xdata()[0] for line in ax.lines] == [1, 2]
     assert [t.get_text() for t in ax.texts] == ["frozen"]
-    tops = [p.get_height() for p in ax.patches[1:]]
-    assert tops == pytest.approx([0.6, 1.5])
+    assert to_hex(ax.patches[0].get_facecolor()) == plots.FROZEN_COLOUR  # the frozen group's grey band
 
 
 def test_grad_norm_plot_reads_a_recorder_and_draws_lines(model, batch):
@@ -48,7 +51,7 @@ def test_grad_norm_plot_rejects_mismatched_names_and_kinds():
 
 def test_show_filters_grid_and_grey_input(model):
     ax = plots.show_filters(model.conv1.weight, ncols=8)
-    _labelled(ax)
+    _titled_without_pixel_ticks(ax)
     img = ax.images[0].get_array()
     assert img.shape == (4 * 4 + 1, 8 * 4 + 1, 3)  # 32 filters of 3x3, 1-px gaps
     ax = plots.show_filters(model.conv1.weight, ncols=8, grey_input=True)
@@ -60,7 +63,7 @@ def test_show_filters_grid_and_grey_input(model):
 def test_show_images_labels_each_image(small_task):
     ax = plots.show_images(small_task.x_train[:6], small_task.y_train[:6], small_task.classes,
                            small_task.mean, small_task.std, ncols=3)
-    _labelled(ax)
+    _titled_without_pixel_ticks(ax)
     assert [t.get_text() for t in ax.texts] == [small_task.classes[int(v)] for v in small_task.y_train[:6]]
     arr = ax.images[0].get_array()
     assert float(arr.min()) >= 0 and float(arr.max()) <= 1
@@ -78,10 +81,21 @@ def test_plot_cost_vs_freeze_two_or_three_panels():
     assert len(plots.plot_cost_vs_freeze(rows)) == 3
 
 
-def test_plot_update_ratios_grouped_log_bars():
+def test_plot_update_ratios_draws_dots_not_bars_on_a_log_axis():
     ax = plots.plot_update_ratios({"a": [0.01, 0.02, 1.0], "b": [0.001, 0.01, 2.0]}, ["g0", "g1", "head"])
     _labelled(ax)
-    assert ax.get_yscale() == "log" and len(ax.patches) == 6
+    assert ax.get_yscale() == "log" and len(ax.patches) == 0
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.01, 0.02, 1.0], [0.001, 0.01, 2.0]]
     assert ax.get_legend_handles_labels()[1] == ["a", "b"]
     with pytest.raises(ValueError, match="2 ratios but there are 3 groups"):
         plots.plot_update_ratios({"a": [1.0, 2.0]}, ["g0", "g1", "head"])
+
+
+def test_course_style_makes_every_text_at_least_11_pt():
+    import matplotlib
+
+    with matplotlib.rc_context():
+        plots.use_course_style()
+        sizes = [matplotlib.rcParams[k] for k in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
+                                                  "ytick.labelsize", "legend.fontsize")]
+        assert all(float(s) >= 11 for s in sizes), sizes

@@ -1,0 +1,239 @@
+"""Multi-seed studies behind the course's claims: each function measures one seed; the results files hold three.
+
+A lesson trains one seed live and prints the table over seeds from `data/results/<study>.json`
+(`read_results`), written by `python benchmarks/seed_studies.py` (minutes on 2 cores). The claim tests
+call the same functions, assert each claim on every seed, and compare their numbers with the shipped
+file, so the file cannot drift from the code. Every choice (a rate, a policy) is made on the task's
+validation split; the test set reports.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+import platform
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bn import adabn, bn_to_affine, freeze_bn_stats
+from .data import Task, make_loader, target_task
+from .features import representation_change
+from .files import data_dir
+from .grads import body_gradient, snapshot, update_ratios
+from .groups import freeze_to, layer_groups
+from .models import fresh_model, load_pretrained
+from .optim import make_optimizer, param_groups
+from .recipes import (RECIPE_DEFAULTS, fine_tune, gradual_unfreeze, linear_probe, lp_ft, shifted_accuracy,
+                      train_from_scratch)
+from .runtime import seed_everything
+from .train import evaluate, fit
+
+__all__ = ["STUDY_SEEDS", "DATA_SIZES", "BN_BATCH_SIZES", "RATE_SWEEP", "warm_up_study", "data_size_study",
+           "rates_study", "bn_policy_study", "adabn_study", "freeze_then_discriminative", "STUDIES",
+           "results_path", "write_results", "read_results", "differences_from_shipped", "summarise"]
+
+STUDY_SEEDS = (0, 1, 2)
+DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
+BN_BATCH_SIZES = (2, 4, 8, 32)
+RATE_SWEEP = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # uniform rates tried on the validation split
+
+
+def _val(model: nn.Module, task: Task) -> float:
+    return evaluate(model, (task.x_val, task.y_val))
+
+
+# ---------------------------------------------------------------- warming up the head
+def warm_up_study(seed: int) -> dict[str, float]:
+    """Random vs warmed-up head (gradient into the body), and linear probe / fine-tune / LP-FT in and out of distribution."""
+    task = target_task(shots=50, seed=seed)
+    x, y = next(iter(make_loader(task.x_train, task.y_train, batch_size=32, shuffle=True, seed=seed)))
+    probe, acc_lp = linear_probe(task, seed=seed)
+    out = {}
+    for label, model in [("random", fresh_model(seed=seed)), ("warmed", copy.deepcopy(probe))]:
+        g = body_gradient(model.train(), x, y)
+        out |= {f"loss {label}": g["loss"], f"head norm {label}": g["head_weight_norm"],
+                f"body grad {label}": g["body_grad_norm"]}
+    finetuned, acc_ft = fine_tune(task, seed=seed)
+    lpft, acc_lpft = lp_ft(task, seed=seed)
+    pretrained = load_pretrained(5)
+    for label, model, acc in [("LP", probe, acc_lp), ("FT", finetuned, acc_ft), ("LP-FT", lpft, acc_lpft)]:
+        out[f"test {label}"] = acc
+        out[f"OOD {label}"] = shifted_accuracy(model, task)["mean"]
+    for label, model in [("FT", finetuned), ("LP-FT", lpft)]:
+        change = representation_change(pretrained, model, task.x_test)
+        out[f"1 - CKA {label}"], out[f"relative change {label}"] = change["1 - CKA"], change["relative"]
+    return out
+
+
+def data_size_study(seed: int, sizes=DATA_SIZES) -> dict[str, float]:
+    """Scratch, linear probe and fine-tune at each size (200 steps each): test and training accuracy, epochs."""
+    steps, batch = RECIPE_DEFAULTS["steps"], RECIPE_DEFAULTS["batch_size"]
+    out = {}
+    for shots in sizes:
+        task = target_task(shots=shots, seed=seed)
+        for label, recipe in [("scratch", train_from_scratch), ("probe", linear_probe), ("fine-tune", fine_tune)]:
+            model, acc = recipe(task, seed=seed)
+            out[f"{shots}/class test {label}"] = acc
+            out[f"{shots}/class train {label}"] = evaluate(model, (task.x_train, task.y_train))
+        out[f"{shots}/class epochs"] = steps / math.ceil(len(task.y_train) / batch)  # passes over the training set
+    return out
+
+
+# ---------------------------------------------------------------- learning rates per group
+def freeze_then_discriminative(task: Task, seed: int = 0, steps: int = 200, base_lr: float = 0.02,
+                               device=None) -> tuple[nn.Module, float]:
+    """fastai's fine_tune schedule with SGD: one epoch with the body frozen (BN trainable), then slice(base/200, base/2).
+
+    fastai halves base_lr after the frozen epoch and spreads slice(base_lr / 100, base_lr) over the
+    groups; both stages use one-cycle. Returns (model, test accuracy).
+    """
+    seed_everything(seed)
+    model = fresh_model(task.num_classes, seed=seed, device=device)
+    train, _ = task.loaders(batch_size=RECIPE_DEFAULTS["batch_size"], seed=seed)
+    wd = RECIPE_DEFAULTS["weight_decay"]
+    groups = freeze_to(model, -1, train_bn=True)
+    frozen_steps = len(train)
+    fit(model, train, steps=frozen_steps, device=device, progress=False,
+        optimizer=make_optimizer(param_groups(groups, slice(None, base_lr), weight_decay=wd, model=model)))
+    freeze_to(model, 0, groups=groups)
+    top = base_lr / 2
+    fit(model, train, steps=max(1, steps - frozen_steps), device=device, progress=False,
+        optimizer=make_optimizer(param_groups(groups, slice(top / 100, top), weight_decay=wd, model=model)))
+    return model, evaluate(model, (task.x_test, task.y_test), device=device)
+
+
+_RATE_SETUPS = {"uniform 0.01": 0.01, "np.array([1e-4,1e-3,1e-2])": np.array([1e-4, 1e-3, 1e-2]),
+                "uniform 0.3": 0.3, "slice(0.003, 0.3)": slice(0.003, 0.3),
+                "head 10x (0.01, 0.01, 0.1)": [0.01, 0.01, 0.1]}
+
+
+def rates_study(seed: int) -> dict[str, float]:
+    """Uniform, discriminative, head-10x, ULMFiT, two-stage, fastai-style, group 0 frozen, gradual; a rate sweep on validation."""
+    task = target_task(shots=50, seed=seed)
+    pretrained = load_pretrained(5)
+    out = {}
+
+    def record(label: str, model: nn.Module, acc: float, before: dict | None = None) -> None:
+        out[f"test {label}"] = acc
+        out[f"1 - CKA {label}"] = representation_change(pretrained, model, task.x_test[:500])["1 - CKA"]
+        if before is not None:
+            for g, r in enumerate(update_ratios(before, model, layer_groups(model))):
+                out[f"update group {g} {label}"] = r
+
+    setups = dict(_RATE_SETUPS, **{"ULMFiT 2.6, top 0.3": [0.3 / 2.6**2, 0.3 / 2.6, 0.3]})
+    for label, lr in setups.items():
+        model = fresh_model(seed=seed)
+        before = snapshot(model)
+        model, acc = fine_tune(task, seed, lr=lr, model=model)
+        record(label, model, acc, before)
+    record("two-stage (lp_ft 0.01)", *lp_ft(task, seed, lr=0.01))
+    record("fastai-style (frozen epoch, then slice)", *freeze_then_discriminative(task, seed))
+    model = fresh_model(seed=seed)
+    groups = freeze_to(model, 1)  # seed 002: leave the first group frozen
+    record("group 0 frozen, slice(0.003, 0.3)", *fine_tune(
+        task, seed, model=model, optimizer=make_optimizer(param_groups(groups, slice(0.003, 0.3), model=model,
+                                                                       weight_decay=RECIPE_DEFAULTS["weight_decay"]))))
+    out["test gradual unfreezing 0.01"] = gradual_unfreeze(task, seed, lr=0.01)[1]
+    for lr in RATE_SWEEP:
+        model, acc = fine_tune(task, seed, lr=lr)
+        out[f"val uniform {lr:g}"], out[f"test uniform {lr:g}"] = _val(model, task), acc
+    best = max(RATE_SWEEP, key=lambda lr: out[f"val uniform {lr:g}"])
+    out["chosen rate"], out["test at the chosen rate"] = best, out[f"test uniform {best:g}"]
+    return out
+
+
+# ---------------------------------------------------------------- BatchNorm
+_POLICIES = {"batch statistics": lambda m: None, "frozen statistics": freeze_bn_stats,
+             "trainable affine": lambda m: bn_to_affine(m, trainable=True)}
+
+
+def bn_policy_study(seed: int, sizes=BN_BATCH_SIZES, shots: int = 32) -> dict[str, float]:
+    """Fine-tune at each batch size under each BN policy (200 steps, lr 0.01): test accuracy; 5 x shots images."""
+    task = target_task(shots=shots, seed=seed)
+    out = {}
+    for size in sizes:
+        for label, apply in _POLICIES.items():
+            model = fresh_model(seed=seed)
+            apply(model)
+            out[f"test batch {size} {label}"] = fine_tune(task, seed=seed, batch_size=size, model=model)[1]
+    return out
+
+
+def adabn_study(seed: int, sizes=(8, 32, 128, 512)) -> dict[str, float]:
+    """A linear probe under test-time shifts: accuracy before and after AdaBN with n unlabelled target images."""
+    task = target_task(shots=50, seed=seed)
+    probe = linear_probe(task, seed=seed)[0].eval()
+    out = {}
+    for kind in (None, "contrast", "colour", "invert"):
+        test = target_task(shots=50, seed=seed, test_shift=kind)
+        pool = target_task(shots=120, seed=100 + seed, shift=kind).x_train
+        name = kind or "clean"
+        out[f"test {name} no adaptation"] = evaluate(probe, (test.x_test, test.y_test))
+        for n in sizes:
+            loader = make_loader(pool[:n], torch.zeros(n), batch_size=64)
+            out[f"test {name} AdaBN {n}"] = evaluate(adabn(copy.deepcopy(probe), loader), (test.x_test, test.y_test))
+    return out
+
+
+STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rates_study,
+           "bn_policy": bn_policy_study, "adabn": adabn_study}
+
+
+# ---------------------------------------------------------------- results files
+def results_path(name: str):
+    """data/results/<name>.json (under $FTCOURSE_DATA if set)."""
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
+    return data_dir() / "results" / f"{name}.json"
+
+
+def write_results(name: str, per_seed: dict[int, dict[str, float]], command: str, seconds: float, path=None) -> None:
+    """Write one study's per-seed numbers with how they were made (command, torch, machine, date), atomically."""
+    path = results_path(name) if path is None else path
+    payload = {"study": name, "command": command, "seconds": round(seconds, 1), "torch": torch.__version__,
+               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+               "date": datetime.date.today().isoformat(), "seeds": {str(s): v for s, v in per_seed.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def read_results(name: str) -> dict:
+    """The shipped results of a study: {"seeds": {seed: {quantity: value}}, "command", "torch", "date", ...}."""
+    path = results_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: rebuild it with `python benchmarks/seed_studies.py --study {name}`")
+    return json.loads(path.read_text())
+
+
+def differences_from_shipped(name: str, seed: int, fresh: dict[str, float], acc_tol: float = 0.05,
+                             rel_tol: float = 0.25) -> list[str]:
+    """Quantities of a fresh run that differ from the shipped file by more than what differs between machines.
+
+    Accuracies (test, val, train, OOD) within `acc_tol` absolute, other numbers within `rel_tol` relative;
+    a choice ("chosen rate") may differ between machines, its outcome is compared. Every shipped
+    quantity must be measured. [] when the file and the code agree.
+    """
+    shipped = read_results(name)["seeds"][str(seed)]
+    bad = [f"{k}: not measured" for k in shipped if k not in fresh]
+    for k, v in fresh.items():
+        w = shipped.get(k)
+        if w is None:
+            bad.append(f"{k}: not in the shipped file")
+        elif k.startswith("chosen"):
+            continue
+        elif any(word in k for word in ("test", "OOD", "val", "train")):
+            bad += [f"{k}: {v:.4g} vs shipped {w:.4g}"] if abs(v - w) > acc_tol else []
+        elif abs(v - w) > rel_tol * max(abs(w), 1e-9):
+            bad.append(f"{k}: {v:.4g} vs shipped {w:.4g}")
+    return bad
+
+
+def summarise(results: dict, keys: list[str]) -> dict[str, list[float]]:
+    """{quantity: [value on each seed]} for the given quantities, seeds in order (for claims.seed_table)."""
+    seeds = sorted(results["seeds"], key=int)
+    return {k: [results["seeds"][s][k] for s in seeds] for k in keys}

@@ -1,0 +1,41 @@
+"""ftcourse.studies: the results files' format and the cheap study (adabn); the expensive ones run in the claim tests."""
+import json
+
+import pytest
+
+import ftcourse
+from ftcourse import studies
+
+
+def test_results_round_trip_with_provenance(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTCOURSE_DATA", str(tmp_path))
+    studies.write_results("adabn", {0: {"a": 0.5}, 1: {"a": 0.7}}, "python x.py", 12.3)
+    got = studies.read_results("adabn")
+    assert got["seeds"] == {"0": {"a": 0.5}, "1": {"a": 0.7}} and got["command"] == "python x.py"
+    assert got["torch"] and got["date"] and got["machine"]
+    assert studies.summarise(got, ["a"]) == {"a": [0.5, 0.7]}
+    assert not list((tmp_path / "results").glob("*.tmp"))  # written atomically
+    json.loads((tmp_path / "results" / "adabn.json").read_text())
+
+
+def test_unknown_or_missing_results_name_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown study"):
+        studies.results_path("nope")
+    monkeypatch.setenv("FTCOURSE_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="seed_studies.py --study rates"):
+        studies.read_results("rates")
+
+
+def test_every_study_ships_a_results_file_for_the_study_seeds():
+    for name in studies.STUDIES:
+        got = studies.read_results(name)
+        assert sorted(int(s) for s in got["seeds"]) == list(studies.STUDY_SEEDS), name
+        keys = [set(v) for v in got["seeds"].values()]
+        assert all(k == keys[0] for k in keys), f"{name}: seeds measured different quantities"
+
+
+@pytest.mark.slow
+def test_the_adabn_study_matches_its_shipped_numbers_on_seed_0():
+    """The cheap study, recomputed: the shipped file was made by this code (accuracy within 3 points anywhere)."""
+    ftcourse.seed_everything(0)
+    assert not studies.differences_from_shipped("adabn", 0, studies.adabn_study(0), acc_tol=0.03)
