@@ -101,7 +101,8 @@ def _grad_dots(ax, hist, names, no_grad, floor) -> None:
             ax.vlines(i, col.min(), col.max(), color=colour, lw=2)
             ax.plot(i, float(np.median(col)), "o", ms=9, color=colour)
     ax.set_xlim(-0.6, len(names) - 0.4)
-    ax.set_ylim(bottom=floor)
+    top = float(np.nanmax(hist)) if np.isfinite(hist).any() else 1.0
+    ax.set_ylim(floor, max(top * 2, floor * 10))  # room above the largest range line
     ax.set_xticks(xs)
     ax.set_xticklabels([_short(n) for n in names], rotation=30, ha="right")
     ax.set_xlabel("layer group (input -> output)")

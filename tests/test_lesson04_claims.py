@@ -152,7 +152,9 @@ def test_adabn_repairs_contrast_and_colour_but_not_inversion(probe):
         else:
             few = _acc(_adabn(model, pool[:8]), test)
             assert (after - before) / (clean - before) > 0.6, f"seed {seed} {kind}: {before:.3f} -> {after:.3f}"
-            assert before < few < after, f"seed {seed} {kind}: none {before:.3f}, 8 images {few:.3f}, 512 {after:.3f}"
+            # even 8 unlabelled images recover most of the loss; more add a little or nothing (seeds 0-2: 0 to +7 points)
+            assert (few - before) / (clean - before) > 0.5 and after > few - 0.02, \
+                f"seed {seed} {kind}: none {before:.3f}, 8 images {few:.3f}, 512 {after:.3f}"
 
 
 @pytest.mark.slow
