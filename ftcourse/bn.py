@@ -5,6 +5,7 @@ import copy
 import functools
 import itertools
 import math
+import numbers
 from typing import Callable, Iterable
 
 import torch
@@ -141,7 +142,8 @@ class BNAffine(nn.Module):
             raise TypeError(f"expected a BatchNorm layer, got {type(bn).__name__}")
         if bn.running_mean is None:
             raise ValueError("this BN layer has track_running_stats=False: it always uses batch statistics, "
-                             "so there is no fixed affine map to convert it to")
+                             "so there is no fixed affine map to convert it to; leave it as it is, or build it "
+                             "with track_running_stats=True and compute statistics (ftcourse.adabn) first")
         ones, zeros = torch.ones_like(bn.running_var), torch.zeros_like(bn.running_mean)
         weight = bn.weight if bn.affine else ones
         bias = bn.bias if bn.affine else zeros
@@ -297,7 +299,14 @@ def fold_bn(model: nn.Module, return_report: bool = False):
     One way only: the folded model is for inference. BN layers with no conv right before them (e.g.
     DenseNet's pre-activation BN) become frozen BNAffine layers. With return_report=True, returns
     (model, {"folded": [bn names], "frozen_affine": [bn names]}).
+    Folding always uses the running statistics, whatever mode the model is in: the result computes
+    what model.eval() computes (a model in train mode is folded as if in eval mode; its mode is not
+    changed). A model without BN layers (or one folded already) comes back as an unchanged eval-mode
+    copy with an empty report. BN layers without running statistics (track_running_stats=False)
+    cannot be folded: ValueError.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fold_bn takes an nn.Module, got {type(model).__name__}")
     model = copy.deepcopy(model).eval()
     folded = []
     for parent_name, parent, conv_name, bn_name in _fold_pairs(model):
@@ -327,15 +336,19 @@ def adabn(model: nn.Module, loader: Iterable, device=None, max_batches: int | No
     torch.no_grad(); momentum=None averages all batches equally. Modes, momentum and freeze_bn_stats
     pins are restored afterwards. The loader yields tensors or (x, y) tuples. Returns the model.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"adabn takes an nn.Module, got {type(model).__name__}")
     layers = [m for _, m in bn_modules(model) if m.running_mean is not None]
     if not layers:
         raise ValueError("the model has no BN layers with running statistics: nothing for AdaBN to recompute")
-    if max_batches is not None and max_batches < 1:
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral)
+                                    or max_batches < 1):
         raise ValueError(f"max_batches must be a positive number of batches or None, got {max_batches}")
     batches = iter(loader)
     first = next(batches, None)
     if first is None:
-        raise ValueError("the loader yielded no batches: AdaBN needs some target images")
+        raise ValueError("the loader yielded no batches: AdaBN needs some target images, e.g. "
+                         "ftcourse.make_loader(x_target, y, batch_size=64)")
     batches = itertools.islice(itertools.chain([first], batches), max_batches)
     device = device if device is not None else next(itertools.chain(model.parameters(), model.buffers())).device
     modes = {m: m.training for m in model.modules()}

@@ -6,6 +6,7 @@ code runs on torchvision ResNets; the target can be shifted (contrast, colour, i
 from __future__ import annotations
 
 import gzip
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -113,19 +114,30 @@ def _split(digits: tuple[int, ...], per_class: tuple[int, int]) -> tuple[list[np
     return first, second
 
 
-def _per_channel(v, x: torch.Tensor) -> torch.Tensor:
+def _per_channel(v, x: torch.Tensor, what: str = "mean") -> torch.Tensor:
     """A per-channel mean or std shaped to broadcast over (N, C, H, W) or (C, H, W) images."""
-    return torch.as_tensor(v, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected images (N, C, H, W) or (C, H, W) as a tensor, got {shape}")
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(-1)
+    if v.numel() not in (1, x.shape[-3]):
+        raise ValueError(f"{what} has {v.numel()} values but the images have {x.shape[-3]} channels: "
+                         f"give one {what} per channel (e.g. task.{what})")
+    return v.view(-1, 1, 1)
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """(x - mean) / std per channel, for (N, C, H, W) or (C, H, W) images."""
-    return (x - _per_channel(mean, x)) / _per_channel(std, x)
+    s = _per_channel(std, x, "std")
+    if not bool((s > 0).all()):
+        raise ValueError(f"std must be > 0 in every channel, got {s.flatten().tolist()}: use (1.0, 1.0, 1.0) to "
+                         "leave the scale alone")
+    return (x - _per_channel(mean, x)) / s
 
 
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """x * std + mean per channel: normalised images back to pixels (undoes `normalize`)."""
-    return x * _per_channel(std, x) + _per_channel(mean, x)
+    return x * _per_channel(std, x, "std") + _per_channel(mean, x)
 
 
 @lru_cache(maxsize=1)
@@ -136,6 +148,15 @@ def source_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3))
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def _check_norm(norm) -> None:
+    """Fail before any image is rendered if `norm` is not something _resolve_norm takes."""
+    if norm is None or (isinstance(norm, str) and norm in ("source", "own", "none")):
+        return
+    if isinstance(norm, (tuple, list)) and len(norm) == 2:
+        return
+    raise ValueError(f"norm must be 'source', 'own', 'none' or a (mean, std) pair, got {norm!r}")
 
 
 def _resolve_norm(norm, x_train: torch.Tensor):
@@ -150,12 +171,22 @@ def _resolve_norm(norm, x_train: torch.Tensor):
     raise ValueError(f"norm must be 'source', 'own', 'none' or a (mean, std) pair, got {norm!r}")
 
 
+def _check_shift(kind, severity) -> None:
+    """A known shift name (or None) and a severity in [0, 1]; checked before any image is made."""
+    if kind is not None and kind not in SHIFTS:
+        raise ValueError(f"unknown shift {kind!r}; choose one of {SHIFTS} or None")
+    ok = isinstance(severity, numbers.Real) and not isinstance(severity, bool) and 0.0 <= severity <= 1.0
+    if not ok:  # NaN fails the comparison too
+        raise ValueError(f"severity must be a number in [0, 1] (0 = no shift, 1 = full shift), got {severity!r}")
+
+
 def shift_images(x: torch.Tensor, kind: str | None, severity: float = 1.0, seed: int = 0) -> torch.Tensor:
     """A distribution shift of [0, 1] images (N, 3, H, W): contrast, colour, invert, blur or noise."""
+    _check_shift(kind, severity)
     if kind is None:
         return x
-    if not 0.0 <= severity <= 1.0:
-        raise ValueError(f"severity must be in [0, 1], got {severity}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor of images (N, 3, H, W), got {type(x).__name__}")
     s = float(severity)
     if kind == "contrast":  # squeeze intensities towards mid-grey
         return 0.5 + (x - 0.5) * (1.0 - 0.75 * s)
@@ -173,7 +204,7 @@ def shift_images(x: torch.Tensor, kind: str | None, severity: float = 1.0, seed:
     if kind == "noise":
         g = torch.Generator().manual_seed(seed)
         return (x + 0.35 * s * torch.randn(x.shape, generator=g)).clamp(0.0, 1.0)
-    raise ValueError(f"unknown shift {kind!r}; choose one of {SHIFTS} or None")
+    raise AssertionError(f"shift {kind!r} is in SHIFTS but not implemented")  # _check_shift refused the rest
 
 
 def labels_of(indices: np.ndarray, digits: tuple[int, ...]) -> torch.Tensor:
@@ -212,6 +243,7 @@ def source_task(norm="source", seed: int = 0) -> Task:
 
     `seed` sets the clutter of the training images (pretraining draws new clutter every epoch).
     """
+    _check_norm(norm)
     train, test = source_indices()
     return _build("source: cluttered digits 0-4", SOURCE_DIGITS, train, seed, test, None, 1.0, None, norm)
 
@@ -226,12 +258,17 @@ def target_task(shots: int | None = None, seed: int = 0, shift: str | None = Non
     `shift` changes the target domain (train, validation and test); pass `test_shift` to shift only
     the test set (out-of-distribution test).
     """
-    pool, val, test = _target_pool_val_test()
-    limit = len(pool[0])
-    if shots is not None and not (isinstance(shots, (int, np.integer)) and 1 <= shots <= limit):
+    limit = TARGET_SPLIT[0] - TARGET_VAL
+    ok_shots = isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and 1 <= shots <= limit
+    if shots is not None and not ok_shots:
         raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}")
     if test_shift != "same" and test_shift not in (None, *SHIFTS):
         raise ValueError(f"unknown test_shift {test_shift!r}; choose one of {SHIFTS}, None or 'same'")
+    _check_shift(shift, severity)
+    _check_norm(norm)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    pool, val, test = _target_pool_val_test()
     rng = np.random.default_rng(seed)
     chosen = interleave([p if shots is None else rng.choice(p, size=int(shots), replace=False) for p in pool])
     test_kind = shift if test_shift == "same" else test_shift
@@ -252,8 +289,12 @@ def shifted_test_set(task: Task, shift: str | None, severity: float = 1.0) -> tu
 
     The same 1,000 digits and clutter as `task.x_test`; only the shift differs (None gives the clean set).
     """
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a Task, e.g. ftcourse.target_task(shots=20), got {type(task).__name__}")
     if tuple(task.classes) != tuple(str(d) for d in TARGET_DIGITS):
-        raise ValueError(f"shifted_test_set is for target tasks (digits 5-9), got {task.name!r}")
+        raise ValueError(f"shifted_test_set is for target tasks (digits 5-9), got {task.name!r}: "
+                         "pass a task from ftcourse.target_task(...)")
+    _check_shift(shift, severity)
     idx = interleave(_target_pool_val_test()[2])
     x = shift_images(render(idx, seed=_TEST_SEED), shift, severity, seed=_TEST_SEED + 1)
     return normalize(x, task.mean, task.std), labels_of(idx, TARGET_DIGITS)
@@ -282,10 +323,15 @@ class FreshClutter:
 def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle: bool = False,
                 seed: int = 0) -> DataLoader:
     """A DataLoader over in-memory tensors; shuffling is reproducible from `seed`."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}: "
+                        "convert them with torch.as_tensor")
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} items but y has {len(y)}")
+        raise ValueError(f"x has {len(x)} items but y has {len(y)}: give one label per image")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (e.g. 32), got {batch_size!r}")
     g = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=int(batch_size), shuffle=shuffle, generator=g)
 
 
 def image_folder(path, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, train: bool = False):
@@ -295,12 +341,23 @@ def image_folder(path, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, tr
     adds a random resized crop and flip.
     """
     from torchvision import datasets, transforms
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; expected {root}/<class name>/<image files>")
-    if not any(p.is_dir() for p in root.iterdir()):
+    classes = sorted(p for p in root.iterdir() if p.is_dir())  # as ImageFolder: hidden folders are classes too
+    if not classes:
         raise ValueError(f"{root} has no class sub-folders; put each class's images in {root}/<class name>/")
+    empty = [c.name for c in classes
+             if not any(f.is_file() and f.name.lower().endswith(IMG_EXTENSIONS) for f in c.rglob("*"))]
+    if empty:
+        raise ValueError(f"class folder(s) {empty} in {root} hold no images ({', '.join(IMG_EXTENSIONS)}): "
+                         "add images to them or remove them; image_folder needs at least two class sub-folders "
+                         "with images")
+    if len(classes) < 2:
+        raise ValueError(f"{root} has only the class folder {classes[0].name!r}: a classifier needs at least two "
+                         f"class sub-folders with images, {root}/<class name>/<image files>")
     if train:
         tf = [transforms.RandomResizedCrop(size, scale=(0.6, 1.0)), transforms.RandomHorizontalFlip()]
     else:

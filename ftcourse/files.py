@@ -38,7 +38,13 @@ def read_manifest() -> dict:
     path = data_dir() / "MANIFEST.json"
     if not path.exists():
         raise ChecksumError(f"{path} not found: is FTCOURSE_DATA pointing at the course's data/ folder?")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ChecksumError(f"{path} is not valid JSON ({exc}): restore it with `git checkout -- data/`") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ChecksumError(f"{path} has no 'files' table: restore it with `git checkout -- data/`")
+    return manifest
 
 
 def verified_path(name: str) -> Path:

@@ -32,7 +32,9 @@ class GradientRecorder:
     one norm per group to `history`. Call it once per optimisation step, after backward; or pass
     `optimizer=` and it is called after every `optimizer.step()`, or pass the recorder itself as
     `fit(..., on_step=rec)` (calling it is `step()`). A group that received no gradient in a step
-    (frozen) records NaN.
+    (frozen) records NaN; a recorder on a model with nothing trainable is allowed and records NaN
+    everywhere (its groups get hooks at the first `step()` after they are unfrozen). The groups must
+    be modules of `model` (ValueError otherwise).
 
         with GradientRecorder(model, groups) as rec:
             ftcourse.fit(model, loader, steps=20, on_step=rec)
@@ -41,7 +43,16 @@ class GradientRecorder:
 
     def __init__(self, model: nn.Module, groups: list | None = None, names: list[str] | None = None,
                  optimizer: torch.optim.Optimizer | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.groups = _groups.layer_groups(model) if groups is None else list(groups)
+        if not self.groups:
+            raise ValueError("groups is empty: pass layer groups of the model, e.g. ftcourse.layer_groups(model), "
+                             "or leave groups=None")
+        own = {id(p) for p in model.parameters()}
+        if any(id(p) not in own for p in _groups.params_of(self.groups)):
+            raise ValueError("groups hold parameters that are not in this model: build the groups from this model, "
+                             "e.g. ftcourse.layer_groups(model)")
         if names is not None and len(names) != len(self.groups):
             raise ValueError(f"names has {len(names)} entries but there are {len(self.groups)} groups")
         self.group_names = list(names) if names is not None else [
@@ -117,6 +128,9 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 def update_ratios(before_state: dict[str, torch.Tensor], after_model: nn.Module,
                   groups: list | None = None) -> list[float]:
     """Relative update ||W_after - W_before|| / ||W_before|| of each group's parameters (buffers ignored)."""
+    if not isinstance(before_state, dict):
+        raise TypeError(f"before_state must be a snapshot dict (before = ftcourse.snapshot(model) before training), "
+                        f"got {type(before_state).__name__}")
     groups = _groups.layer_groups(after_model) if groups is None else groups
     names = {id(p): n for n, p in after_model.named_parameters()}
     ratios = []
@@ -125,7 +139,13 @@ def update_ratios(before_state: dict[str, torch.Tensor], after_model: nn.Module,
         for p in _groups.params_of(g):
             if id(p) not in names:
                 raise ValueError("a group holds a parameter that is not in after_model; build groups from after_model")
-            old = before_state[names[id(p)]].to(p.device, torch.float64)
+            old = before_state.get(names[id(p)])
+            if not isinstance(old, torch.Tensor) or old.shape != p.shape:
+                found = "missing" if old is None else f"of shape {tuple(getattr(old, 'shape', ()))}"
+                raise ValueError(f"the snapshot is not of this model ({names[id(p)]}: {found} in the snapshot, "
+                                 f"{tuple(p.shape)} in the model): take before = ftcourse.snapshot(model) "
+                                 "of the same model before training")
+            old = old.to(p.device, torch.float64)
             delta += float((p.detach().double() - old).pow(2).sum())
             norm += float(old.pow(2).sum())
         ratios.append(math.sqrt(delta) / math.sqrt(norm) if norm > 0 else math.nan)

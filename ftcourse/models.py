@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -59,6 +60,10 @@ def save_checkpoint(state_dict: dict, path: str | os.PathLike) -> str:
     Written to a temporary file next to `path`, then moved onto it (files.atomic_path): an
     interrupted save leaves the previous checkpoint intact, never a truncated one.
     """
+    if isinstance(state_dict, nn.Module):
+        raise TypeError("save_checkpoint takes a state dict, not a model: save_checkpoint(model.state_dict(), path)")
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"save_checkpoint takes a state dict (model.state_dict()), got {type(state_dict).__name__}")
     bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise TypeError(f"checkpoint values must be tensors; not tensors: {bad[:5]}")
@@ -68,8 +73,22 @@ def save_checkpoint(state_dict: dict, path: str | os.PathLike) -> str:
     return digest
 
 
-def load_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> dict:
-    """Load a state dict safely: sha256 checked first (if given), then torch.load(weights_only=True)."""
+_RESAVE = "save it again with ftcourse.save_checkpoint(model.state_dict(), path)"
+
+
+def _gist(exc: Exception) -> str:
+    """The first sentence of torch.load's error: the unpickler's reason if it gave one (not its advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    reason = next((line for line in lines if line.startswith("WeightsUnpickler error:")), lines[0])
+    return re.sub(r"\x1b\[[0-9;]*m", "", reason).split(". ")[0][:200]  # its first sentence
+
+
+def load_checkpoint(path: str | os.PathLike, sha256: str | None = None, model: nn.Module | None = None) -> dict:
+    """Load a state dict safely: sha256 checked first (if given), then torch.load(weights_only=True).
+
+    With `model`, the state dict must fit it (same parameter names and shapes; a ValueError says what
+    differs) and is loaded into it. Returns the state dict.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found")
@@ -77,19 +96,50 @@ def load_checkpoint(path: str | os.PathLike, sha256: str | None = None) -> dict:
         digest = sha256_file(path)
         if digest != sha256:
             raise ChecksumError(f"checkpoint {path} has sha256 {digest[:12]}..., expected {sha256[:12]}...: "
-                                "refusing to load a changed or corrupted file")
+                                "refusing to load a changed or corrupted file; restore the original file or "
+                                f"{_RESAVE} and use the sha256 it returns")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, arbitrary pickled objects, not a checkpoint at all
-        raise ChecksumError(f"{path} is not a loadable tensor checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise ChecksumError(f"{path} is not a loadable tensor checkpoint ({type(exc).__name__}: {_gist(exc)}); "
+                            f"only tensors are loaded, never pickled objects: {_RESAVE}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ChecksumError(f"{path} does not hold a state dict of tensors")
+        raise ChecksumError(f"{path} does not hold a state dict of tensors: {_RESAVE}")
+    if model is not None:
+        _check_fits(state, model, path)
+        model.load_state_dict(state)
     return state
+
+
+def _check_fits(state: dict, model: nn.Module, source) -> None:
+    """A ValueError naming the difference if `state` is not a state dict for this model."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    head = find_head(model)[0] if any(isinstance(m, nn.Linear) for m in model.modules()) else None
+    if not (missing or unexpected) and {k.rpartition(".")[0] for k in shapes} == {head}:
+        saved, wanted = len(state[f"{head}.weight"]), len(own[f"{head}.weight"])
+        raise ValueError(f"{source} has a head for {saved} classes, the model one for {wanted}: build the model "
+                         f"with num_classes={saved} (e.g. course_backbone(num_classes={saved})) to load it, then "
+                         f"replace_head(model, {wanted}) if you need {wanted} classes")
+    differences = ([f"missing {missing[:3]}"] if missing else []) + (
+        [f"unexpected {unexpected[:3]}"] if unexpected else []) + [
+        f"{k} is {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model" for k in shapes[:3]]
+    raise ValueError(f"{source} is a checkpoint of another architecture than this {type(model).__name__} "
+                     f"({'; '.join(differences)}): load it into the architecture it was saved from")
 
 
 def load_pretrained(num_classes: int | None = None) -> ResNet:
     """The course's pretrained backbone (digits 0-4), checksum-verified; new head if num_classes given."""
-    info = read_manifest()["backbone"]
+    if num_classes is not None:
+        _check_num_classes(num_classes)
+    info = read_manifest().get("backbone")
+    if not isinstance(info, dict):
+        raise ChecksumError("data/MANIFEST.json has no 'backbone' entry: restore it with `git checkout -- data/` "
+                            "(or run `ftcourse pretrain`)")
     model = course_backbone(num_classes=info["num_classes"], widths=tuple(info["widths"]), blocks=tuple(info["blocks"]))
     model.load_state_dict(load_checkpoint(verified_path(info["file"])))
     if num_classes is not None:
@@ -99,6 +149,8 @@ def load_pretrained(num_classes: int | None = None) -> ResNet:
 
 def fresh_model(num_classes: int = 5, seed: int = 0, device=None) -> ResNet:
     """The pretrained backbone with a new `num_classes` head drawn with `seed`: the same model every call."""
+    _check_num_classes(num_classes)
+    get_device(device)  # a bad device fails before the backbone is loaded
     model = load_pretrained()
     replace_head(model, num_classes, seed=seed)
     return model.to(get_device(device))
@@ -120,6 +172,11 @@ def torchvision_backbone(name: str = "resnet18", weights=None, num_classes: int 
     return model
 
 
+def _check_num_classes(num_classes) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int (e.g. task.num_classes), got {num_classes!r}")
+
+
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
     """(qualified name, module) of the classification head: the last nn.Linear in the model."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -130,8 +187,7 @@ def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
 
 def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Linear:
     """Put a new randomly initialised nn.Linear head (num_classes outputs) in place; return it."""
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    _check_num_classes(num_classes)
     name, old = find_head(model)
     if seed is not None:
         with torch.random.fork_rng(devices=[]):

@@ -9,6 +9,7 @@ forgotten and foreign parameters.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -34,17 +35,25 @@ def even_mults(start: float, stop: float, n: int) -> list[float]:
     return [start * step**i for i in range(n)]
 
 
+def _is_number(x) -> bool:
+    """A real number (int, float, numpy scalar), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
 def layerwise_lrs(n_groups: int, top_lr: float, decay: float) -> list[float]:
     """Layer-wise decay, input to output: the last group gets top_lr, the k-th group below it top_lr * decay**k."""
-    if n_groups < 1 or decay <= 0:
-        raise ValueError(f"need n_groups >= 1 and decay > 0, got n_groups={n_groups}, decay={decay}")
+    if (isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral) or n_groups < 1
+            or not _is_number(decay) or not math.isfinite(decay) or decay <= 0):
+        raise ValueError(f"need n_groups >= 1 and decay > 0, got n_groups={n_groups!r}, decay={decay!r}")
+    if not _is_number(top_lr) or not math.isfinite(top_lr) or top_lr <= 0:
+        raise ValueError(f"top_lr must be a finite number > 0 (the head's rate, e.g. 1e-2), got {top_lr!r}")
     return [top_lr * decay ** (n_groups - 1 - i) for i in range(n_groups)]
 
 
 def ulmfit_lrs(n_groups: int, top_lr: float, factor: float = 2.6) -> list[float]:
     """ULMFiT's rates (Howard & Ruder 2018): each group `factor` times lower than the one above it."""
-    if factor <= 0:
-        raise ValueError(f"factor must be > 0, got {factor}")
+    if not _is_number(factor) or not math.isfinite(factor) or factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor!r}")
     return layerwise_lrs(n_groups, top_lr, 1 / factor)
 
 
@@ -52,10 +61,15 @@ def _slice_lrs(lr: slice, n: int) -> list[float]:
     """fastai's slice: slice(lo, hi) spreads geometrically; slice(None, hi) is hi/10 for all but the last group."""
     if lr.step is not None or lr.stop is None:
         raise ValueError(f"use slice(lo, hi) or slice(None, hi) (slice(hi) works too), got {lr}")
+    if not all(v is None or _is_number(v) for v in (lr.start, lr.stop)):
+        raise TypeError(f"slice(lo, hi) takes two numbers, e.g. slice(1e-4, 1e-2), got {lr}")
     if lr.start is None:
         return [lr.stop / 10] * (n - 1) + [float(lr.stop)]
     if lr.start <= 0:
         raise ValueError(f"slice(lo, hi) needs lo > 0 for a geometric spread, got {lr}")
+    if lr.start > lr.stop:
+        raise ValueError(f"slice(lo, hi) needs lo <= hi (rates rise from input to output), got {lr}; "
+                         f"did you mean slice({lr.stop}, {lr.start})?")
     return even_mults(lr.start, lr.stop, n)
 
 
@@ -67,7 +81,12 @@ def _lrs_for(lr, groups: list[list[nn.Module]], labels: list[str]) -> list[float
     elif isinstance(lr, numbers.Real) and not isinstance(lr, bool):
         rates = [float(lr)] * n
     elif isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
-        rates = [float(x) for x in np.asarray(lr, dtype=float).reshape(-1)]
+        if isinstance(lr, torch.Tensor):
+            lr = lr.detach().cpu()
+        try:
+            rates = [float(x) for x in np.asarray(lr, dtype=float).reshape(-1)]
+        except (TypeError, ValueError):
+            raise TypeError(f"lr must be a float, a list/array of floats or a slice, got {lr!r}") from None
         if len(rates) != n:
             listing = "; ".join(f"{i}: {label}" for i, label in enumerate(labels))
             raise ValueError(f"lr has {len(rates)} values but there are {n} groups ({listing}); "
@@ -75,8 +94,27 @@ def _lrs_for(lr, groups: list[list[nn.Module]], labels: list[str]) -> list[float
     else:
         raise TypeError(f"lr must be a float, a list/array of floats or a slice, got {type(lr).__name__}")
     if any(not np.isfinite(r) or r < 0 for r in rates):
-        raise ValueError(f"learning rates must be finite and >= 0, got {rates}")
+        raise ValueError(f"learning rates must be finite and >= 0, got {rates}: give numbers like 1e-3 "
+                         "(no NaN or inf, no negative rate)")
     return rates
+
+
+def _check_groups_fit(groups: list[list[nn.Module]], model: nn.Module) -> None:
+    """Groups given with `model`: every parameter the model's, each in one group, no trainable one left out."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    owner: dict[int, int] = {}
+    for i, group in enumerate(groups):
+        for p in params_of(group):
+            if id(p) not in names:
+                raise ValueError(f"group {i} holds a parameter of shape {tuple(p.shape)} that is not in this "
+                                 f"{type(model).__name__}: build the groups from this model, e.g. layer_groups(model)")
+            if owner.setdefault(id(p), i) != i:
+                raise ValueError(f"{names[id(p)]} is in groups {owner[id(p)]} and {i}: each module must be in "
+                                 "exactly one group (it would get two learning rates)")
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
+    if missing:
+        raise ValueError(f"{len(missing)} trainable parameter(s) of the model are in no group, e.g. {missing[:3]}: "
+                         "add their modules to a group, or freeze them first (ftcourse.freeze_to / freeze)")
 
 
 # ---------------------------------------------------------------- param groups
@@ -114,12 +152,18 @@ def param_groups(model_or_groups, lr, weight_decay: float = 0.0, n_groups: int |
     model_or_groups: a model (cut with layer_groups into len(lr) groups, N_GROUPS for a slice, 1 for a
     float, or `n_groups`) or the layer groups themselves (from freeze_to or layer_groups, or your own lists of modules, input to output; pass `model` to get readable names). lr: a float, one rate per group (list / np.ndarray), or fastai's slice(lo, hi).
     Groups with nothing trainable are dropped; the "name" keeps the original group index.
+    Rates must be finite and >= 0; 0 is allowed for some groups (they stay where they are), not for
+    all of them: lr 0 everywhere trains nothing (freeze with freeze_to instead). With groups and
+    `model`, the groups are checked against the model: each trainable parameter in exactly one group,
+    none from another model.
     bn_weight_decay: if given, normalisation weights and all biases go in extra dicts with this decay.
     """
     groups, found_model = _resolve_groups(model_or_groups, lr, n_groups)
     model = model or found_model
     labels = [group_label(g, model) for g in groups]
     rates = _lrs_for(lr, groups, labels)
+    if found_model is None and model is not None:
+        _check_groups_fit(groups, model)
     out, seen = [], set()
     for i, (group, rate, label) in enumerate(zip(groups, rates, labels)):
         params = [p for p in params_of(group) if p.requires_grad and id(p) not in seen]
@@ -134,6 +178,9 @@ def param_groups(model_or_groups, lr, weight_decay: float = 0.0, n_groups: int |
         out += [{"params": ps, "lr": rate, "weight_decay": wd, "name": nm} for ps, wd, nm in split if ps]
     if not out:
         raise ValueError("no trainable parameters in any group: unfreeze something first (e.g. freeze_to(model, -1))")
+    if all(g["lr"] == 0 for g in out):
+        raise ValueError("every trainable group has lr 0, and lr 0 trains nothing: to keep a group fixed, freeze it "
+                         "instead (ftcourse.freeze_to(model, n)) and give the groups you train a rate > 0")
     return out
 
 
@@ -150,18 +197,35 @@ def _tensors_held(group: dict) -> list[torch.Tensor]:
 def make_optimizer(model_or_param_groups, lr=0.01, momentum: float = 0.9,
                    weight_decay: float = 0.0) -> torch.optim.SGD:
     """SGD with momentum over a model's trainable parameters, or over param-group dicts (from param_groups)."""
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if isinstance(value, torch.Tensor):
+            continue  # torch checks tensor rates itself
+        if not _is_number(value):
+            raise TypeError(f"{name} must be a number, e.g. 0.01, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if isinstance(model_or_param_groups, nn.Module):
         params = [p for p in model_or_param_groups.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters (everything is frozen): "
                              "unfreeze something first, e.g. ftcourse.freeze_to(model, -1)")
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return torch.optim.SGD(model_or_param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    groups = list(model_or_param_groups)
+    if not groups:
+        raise ValueError("no parameters to optimise (an empty list): pass a model, or the dicts of "
+                         "ftcourse.param_groups(model, lr)")
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def _dicts_of(optimizer) -> list[dict]:
     """The param-group dicts of an optimizer, or the list of dicts itself."""
-    return optimizer.param_groups if hasattr(optimizer, "param_groups") else list(optimizer)
+    if hasattr(optimizer, "param_groups"):
+        return optimizer.param_groups
+    groups = list(optimizer) if isinstance(optimizer, (list, tuple)) else None
+    if groups is None or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise TypeError("expected a torch optimizer or a list of param-group dicts ({'params': [...], 'lr': ...}), "
+                        f"e.g. ftcourse.param_groups(model, lr); got {type(optimizer).__name__}")
+    return groups
 
 
 def param_group_problems(optimizer, model: nn.Module | None = None) -> list[str]:

@@ -1,6 +1,7 @@
 """Reproducibility and device choice: called explicitly, never on import."""
 from __future__ import annotations
 
+import numbers
 import os
 import random
 
@@ -26,8 +27,10 @@ def seed_everything(seed: int = 0, threads: int | None = None, deterministic: bo
     Called in the first cell of every lesson (ftcourse has no side effects on import). threads:
     default $FTCOURSE_THREADS or 2; 0 leaves torch's setting alone.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, e.g. seed_everything(0), got {seed!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
+        raise ValueError(f"threads must be an int >= 1 (0 leaves torch's setting alone), got {threads!r}")
     threads = _default_threads() if threads is None else threads
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -46,8 +49,16 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     The course defaults to CPU so that recorded outputs match; set FTCOURSE_DEVICE=cuda
     (or pass "cuda") to run the same notebooks on a GPU.
     """
+    from_env = device is None and "FTCOURSE_DEVICE" in os.environ
     name = device if device is not None else os.environ.get("FTCOURSE_DEVICE", "cpu")
-    dev = torch.device(name)
+    where = f"FTCOURSE_DEVICE={name!r}" if from_env else f"device {name!r}"
+    fix = "unset FTCOURSE_DEVICE (or set it to 'cpu')" if from_env else "pass 'cpu' (or None)"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{where} is not a device; valid choices: 'cpu', 'cuda', 'cuda:0', 'mps' "
+                         "or a torch.device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but torch.cuda.is_available() is False")
+        raise RuntimeError(f"{where} requested but torch.cuda.is_available() is False: {fix}, "
+                           "or install a CUDA build of torch on a machine with a GPU")
     return dev

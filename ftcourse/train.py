@@ -46,6 +46,12 @@ def _total_steps(train, epochs: int | None, steps: int | None) -> tuple[int, int
     """(epochs, optimizer steps) for a run given in epochs (default 5) or in steps; clear errors otherwise."""
     if epochs is not None and steps is not None:
         raise ValueError(f"give epochs or steps, not both (got epochs={epochs}, steps={steps})")
+    if isinstance(train, (tuple, list)) and len(train) == 2 and all(isinstance(t, torch.Tensor) for t in train):
+        raise TypeError("fit takes a DataLoader, not an (x, y) pair: "
+                        "fit(model, ftcourse.make_loader(x, y, batch_size=32, shuffle=True), ...)")
+    if not hasattr(train, "__len__") or not hasattr(train, "__iter__"):
+        raise TypeError(f"fit takes a DataLoader (something with len() that yields (x, y) batches), "
+                        f"got {type(train).__name__}: use ftcourse.make_loader(x, y, batch_size, shuffle=True)")
     per_epoch = len(train)
     if per_epoch < 1:
         raise ValueError("the training loader is empty: it yields no batch (no images, or drop_last with too few)")
@@ -123,10 +129,15 @@ def predict(model: nn.Module, data, device=None) -> tuple[torch.Tensor, torch.Te
     was_training = model.training
     model.to(device).eval()
     outs, ys = [], []
-    for x, y in _as_loader(data):
-        outs.append(model(x.to(device)).float().cpu())
-        ys.append(y)
-    model.train(was_training)
+    try:
+        for x, y in _as_loader(data):
+            outs.append(model(x.to(device)).float().cpu())
+            ys.append(y)
+    finally:
+        model.train(was_training)
+    if not outs:
+        raise ValueError("the data yielded no batch (no images, or drop_last with too few): "
+                         "evaluate on a non-empty loader or (x, y) pair")
     return torch.cat(outs), torch.cat(ys)
 
 

@@ -23,7 +23,8 @@ def data_copy(tmp_path, monkeypatch, healthy):
     folder = tmp_path / "data"
     folder.mkdir()
     for f in ftcourse.data_dir().iterdir():
-        shutil.copy(f, folder / f.name)
+        if f.is_file():  # data/ may also hold a results/ folder of study outputs
+            shutil.copy(f, folder / f.name)
     monkeypatch.setenv("FTCOURSE_DATA", str(folder))
     return folder
 

@@ -39,7 +39,8 @@ def test_tampered_data_file_is_refused(tmp_path, monkeypatch):
     import shutil
 
     for f in ftcourse.data_dir().iterdir():
-        shutil.copy(f, tmp_path / f.name)
+        if f.is_file():  # data/ may also hold a results/ folder of study outputs
+            shutil.copy(f, tmp_path / f.name)
     monkeypatch.setenv("FTCOURSE_DATA", str(tmp_path))
     raw = bytearray((tmp_path / "backbone.pt").read_bytes())
     raw[-100] ^= 0xFF
