@@ -12,6 +12,7 @@ import copy
 import datetime
 import json
 import math
+import os
 import platform
 
 import numpy as np
@@ -33,7 +34,8 @@ from .train import evaluate, fit
 
 __all__ = ["STUDY_SEEDS", "DATA_SIZES", "BN_BATCH_SIZES", "RATE_SWEEP", "warm_up_study", "data_size_study",
            "rates_study", "bn_policy_study", "adabn_study", "freeze_then_discriminative", "STUDIES",
-           "results_path", "write_results", "read_results", "differences_from_shipped", "summarise"]
+           "results_path", "write_results", "read_results", "differences_from_shipped", "summarise",
+           "fresh_seeds", "seeds_to_check", "results_per_seed"]
 
 STUDY_SEEDS = (0, 1, 2)
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
@@ -241,3 +243,46 @@ def summarise(results: dict, keys: list[str]) -> dict[str, list[float]]:
     """{quantity: [value on each seed]} for the given quantities, seeds in order (for claims.seed_table)."""
     seeds = sorted(results["seeds"], key=int)
     return {k: [results["seeds"][s][k] for s in seeds] for k in keys}
+
+
+# ---------------------------------------------------------------- which seeds the claim tests re-run
+def fresh_seeds() -> tuple[int, ...]:
+    """Seeds whose studies the claim tests train again: $FTCOURSE_CLAIM_SEEDS ("0,1,2,3,4,5"), else (0,).
+
+    One fresh seed keeps `make test` inside its 15 minutes; `make claims` re-runs seeds 0-5 (0-2 shipped,
+    3-5 never used while writing the lessons).
+    """
+    value = os.environ.get("FTCOURSE_CLAIM_SEEDS", "0")
+    try:
+        seeds = tuple(sorted({int(s) for s in value.split(",") if s.strip()}))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"FTCOURSE_CLAIM_SEEDS must be comma-separated seeds >= 0 like '0,1,2', got {value!r}; "
+                         "unset it to re-run seed 0 only")
+    return seeds
+
+
+def seeds_to_check(fresh: tuple[int, ...] | None = None) -> list[int]:
+    """The shipped seeds and the fresh ones: each claim is asserted on all of them."""
+    fresh = fresh_seeds() if fresh is None else fresh
+    return sorted(set(STUDY_SEEDS) | set(fresh))
+
+
+def results_per_seed(name: str, study, seeds, fresh) -> dict[int, dict[str, float]]:
+    """{seed: numbers}: `study(seed)` trained now for seeds in `fresh`, the shipped file's numbers for the others.
+
+    The shipped numbers of a seed are what this code measured when the file was written
+    (`differences_from_shipped` checks that on every fresh shipped seed), so a claim asserted on them
+    is a claim about what the lesson prints.
+    """
+    shipped = read_results(name)["seeds"]
+    out = {}
+    for seed in seeds:
+        if seed in fresh:
+            out[seed] = study(seed)
+        elif str(seed) in shipped:
+            out[seed] = shipped[str(seed)]
+        else:
+            raise ValueError(f"seed {seed} is neither fresh nor in {results_path(name)}; add it to FTCOURSE_CLAIM_SEEDS")
+    return out

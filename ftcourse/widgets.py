@@ -19,7 +19,7 @@ from .optim import even_mults
 from .plots import plot_group_grad_norms, plot_update_ratios
 from .recipes import run_frozen_steps, run_lr_steps
 
-__all__ = ["freeze_explorer", "lr_explorer"]
+__all__ = ["freeze_explorer", "lr_explorer", "rate_grid"]
 
 
 def freeze_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 5, batch_size: int = 32,
@@ -73,9 +73,28 @@ def _rates_label(rates) -> str:
     return " / ".join(f"{r:.0e}" for r in rates)
 
 
+def _nice_rate(lr: float) -> float:
+    """`lr` to 3 significant digits (0.030000000000000002 -> 0.03), as the slider shows it."""
+    return float(f"{float(lr):.3g}")
+
+
+def rate_grid(extra=()) -> list[float]:
+    """The explorer's slider positions: 1, 2, 3, 5 per decade from 1e-6 to 1, plus `extra` rates.
+
+    Every position is a short decimal shown exactly as the kernel holds it ("0.3" is 0.3), so a preset
+    such as slice(0.003, 0.3) lands on the grid; a log slider snaps to 10**(k/10) and would show 0.316.
+    """
+    grid = {float(f"{m}e{e}") for e in range(-6, 0) for m in (1, 2, 3, 5)} | {1.0}
+    for lr in extra:
+        if not (isinstance(lr, (int, float)) and 0 < lr <= 10):
+            raise ValueError(f"explorer rates must be numbers in (0, 10], got {lr!r}; pass lrs=[1e-4, 1e-3, 1e-2]")
+        grid.add(_nice_rate(lr))
+    return sorted(grid)
+
+
 def lr_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 20, n_groups: int = N_GROUPS,
                 lrs=None, batch_size: int = 32, device=None):
-    """A widget: one learning rate per layer group (log sliders), press the button, see how far each group moved.
+    """A widget: one learning rate per layer group (sliders on a grid of short decimals), press the button, see how far each group moved.
 
     `model_factory()` returns a fresh pretrained model each run. Building the widget trains nothing;
     each press runs `steps` SGD steps (`run_lr_steps`) and plots the update ratio ||dW|| / ||W|| per
@@ -88,12 +107,14 @@ def lr_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int =
     start = list(lrs) if lrs is not None else even_mults(1e-4, 1e-2, n_groups)
     if len(start) != n_groups:
         raise ValueError(f"lrs has {len(start)} values but n_groups is {n_groups}")
-    sliders = [w.FloatLogSlider(value=lr, base=10, min=-6, max=0, step=0.1, readout_format=".1e",
-                                description=f"{i}: {name}", style={"description_width": "110px"},
-                                layout=w.Layout(width="420px")) for i, (name, lr) in enumerate(zip(names, start))]
     presets = {"uniform 0.01": [0.01] * n_groups, "uniform 0.3": [0.3] * n_groups,
                "slice(1e-4, 1e-2)": even_mults(1e-4, 1e-2, n_groups),
                "slice(0.003, 0.3)": even_mults(0.003, 0.3, n_groups)}
+    presets = {k: [_nice_rate(v) for v in lrs_] for k, lrs_ in presets.items()}
+    grid = rate_grid([*start, *(v for lrs_ in presets.values() for v in lrs_)])
+    sliders = [w.SelectionSlider(options=[(f"{v:g}", v) for v in grid], value=_nice_rate(lr),
+                                 description=f"{i}: {name}", style={"description_width": "110px"},
+                                 layout=w.Layout(width="420px")) for i, (name, lr) in enumerate(zip(names, start))]
     preset = w.Dropdown(options=["(sliders)", *presets], value="(sliders)", description="preset")
 
     def use_preset(change) -> None:

@@ -41,22 +41,3 @@ def batch():
 def small_task():
     """The target task with 4 training images per class."""
     return ftcourse.target_task(shots=4, seed=0)
-
-
-_SECONDS_PER_FILE: dict[str, float] = {}
-
-
-def pytest_runtest_logreport(report):
-    """Add up the time of every test phase per file (notebooks included)."""
-    path = report.nodeid.split("::")[0]
-    _SECONDS_PER_FILE[path] = _SECONDS_PER_FILE.get(path, 0.0) + report.duration
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Print the time per test file at the end of a run: where the suite's minutes go."""
-    if not _SECONDS_PER_FILE:
-        return
-    terminalreporter.section("time per file")
-    for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda kv: -kv[1]):
-        terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
-    terminalreporter.write_line(f"{sum(_SECONDS_PER_FILE.values()):8.1f} s  in all")

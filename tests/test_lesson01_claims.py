@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 import ftcourse
+from ftcourse import studies
 
 torch.set_num_threads(2)
-SEEDS = [0, 1, 2]
+SEEDS = studies.seeds_to_check()  # seeds 0-2, and any in $FTCOURSE_CLAIM_SEEDS (`make claims`): all trained here
 pytestmark = pytest.mark.slow
 
 

@@ -1,4 +1,8 @@
-"""Claims of lessons/04_batchnorm_when_fine_tuning.ipynb, re-measured over 3 seeds with the same ftcourse calls.
+"""Claims of lessons/04_batchnorm_when_fine_tuning.ipynb, re-measured with the same ftcourse calls.
+
+Seeds: the cheap claims (no training) on seeds 0-2; those that fine-tune or probe on the fresh seeds
+(seed 0 in `make test`, $FTCOURSE_CLAIM_SEEDS in `make claims`); the BN-policy claims on seeds 0-2,
+trained for the fresh ones and read from data/results/bn_policy.json for the others.
 
 Directions and rough sizes only (thresholds leave room for seed-to-seed spread): BN at inference is an
 affine map; folding keeps the outputs; tiny-batch statistics are noisy and cost accuracy when used to
@@ -15,7 +19,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 import ftcourse
 from ftcourse import studies
 
-SEEDS = list(studies.STUDY_SEEDS)
+FRESH = studies.fresh_seeds()  # trained here: seed 0 in `make test`, $FTCOURSE_CLAIM_SEEDS in `make claims`
+SEEDS = studies.seeds_to_check(FRESH)  # cheap claims: measured here on every seed; the policy table: fresh, else shipped
+SHIPPED_AND_FRESH = [s for s in studies.STUDY_SEEDS if s in FRESH]  # where a fresh run is compared with the file
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +29,7 @@ def pretrained():
     return ftcourse.load_pretrained().eval()
 
 
-@pytest.fixture(scope="module", params=SEEDS)
+@pytest.fixture(scope="module", params=FRESH)
 def probe(request):
     """(seed, linear probe on 50 clean target images per class, clean target task), as in the lesson."""
     seed = request.param
@@ -115,11 +121,11 @@ def test_predicting_with_tiny_batch_statistics_costs_accuracy(probe):
 @pytest.fixture(scope="module")
 def policies():
     """Per seed: ftcourse.studies.bn_policy_study (what data/results/bn_policy.json holds)."""
-    return {seed: studies.bn_policy_study(seed) for seed in SEEDS}
+    return studies.results_per_seed("bn_policy", studies.bn_policy_study, SEEDS, FRESH)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH)
 def test_the_shipped_bn_policy_table_is_what_this_code_measures(policies, seed):
     assert not studies.differences_from_shipped("bn_policy", seed, policies[seed])
 

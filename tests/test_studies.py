@@ -39,3 +39,34 @@ def test_the_adabn_study_matches_its_shipped_numbers_on_seed_0():
     """The cheap study, recomputed: the shipped file was made by this code (accuracy within 3 points anywhere)."""
     ftcourse.seed_everything(0)
     assert not studies.differences_from_shipped("adabn", 0, studies.adabn_study(0), acc_tol=0.03)
+
+
+@pytest.mark.parametrize("value, seeds", [(None, (0,)), ("0,1,2,3,4,5", (0, 1, 2, 3, 4, 5)), (" 4, 3,3", (3, 4))])
+def test_fresh_seeds_come_from_the_environment(monkeypatch, value, seeds):
+    if value is None:
+        monkeypatch.delenv("FTCOURSE_CLAIM_SEEDS", raising=False)
+    else:
+        monkeypatch.setenv("FTCOURSE_CLAIM_SEEDS", value)
+    assert studies.fresh_seeds() == seeds
+    assert studies.seeds_to_check() == sorted(set(studies.STUDY_SEEDS) | set(seeds))
+
+
+@pytest.mark.parametrize("value", ["", "a,b", "-1", "1.5"])
+def test_bad_fresh_seeds_name_the_fix(monkeypatch, value):
+    monkeypatch.setenv("FTCOURSE_CLAIM_SEEDS", value)
+    with pytest.raises(ValueError, match="unset it to re-run seed 0 only"):
+        studies.fresh_seeds()
+
+
+def test_results_per_seed_trains_the_fresh_seeds_and_reads_the_others():
+    trained = []
+
+    def study(seed):
+        trained.append(seed)
+        return {"fresh": float(seed)}
+
+    out = studies.results_per_seed("rates", study, [0, 1, 2, 4], fresh=(0, 4))
+    assert trained == [0, 4] and out[0] == {"fresh": 0.0} and out[4] == {"fresh": 4.0}
+    assert out[1] == studies.read_results("rates")["seeds"]["1"] and out[2] == studies.read_results("rates")["seeds"]["2"]
+    with pytest.raises(ValueError, match="add it to FTCOURSE_CLAIM_SEEDS"):
+        studies.results_per_seed("rates", study, [7], fresh=(0,))

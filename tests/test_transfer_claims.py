@@ -3,10 +3,11 @@ at 10 examples per class, on every one of 3 seeds, with the same recipes benchma
 import pytest
 
 import ftcourse
+from ftcourse import studies
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", studies.seeds_to_check())  # 0-2 and $FTCOURSE_CLAIM_SEEDS
 def test_pretrained_body_beats_scratch_at_10_per_class(seed):
     task = ftcourse.target_task(shots=10, seed=seed)
     scratch = ftcourse.train_from_scratch(task, seed=seed)[1]

@@ -58,14 +58,24 @@ def test_lr_explorer_builds_without_training_and_runs(monkeypatch, small_task):
 
     monkeypatch.setattr(widgets, "run_lr_steps", no_training)
     box = widgets.lr_explorer(factory, small_task, steps=2, batch_size=8)
-    sliders = [c for c in box.children if isinstance(c, w.FloatLogSlider)]
-    assert [s.value for s in sliders] == pytest.approx([1e-4, 1e-3, 1e-2])
+    sliders = [c for c in box.children if isinstance(c, w.SelectionSlider)]
+    assert [s.value for s in sliders] == [1e-4, 1e-3, 1e-2] and [s.label for s in sliders] == ["0.0001", "0.001", "0.01"]
     preset, button = box.children[3].children
     assert isinstance(button, w.Button) and isinstance(box.children[4], w.Output)
-    preset.value = "uniform 0.3"
-    assert [s.value for s in sliders] == pytest.approx([0.3] * 3)
+    for name, rates in [("slice(0.003, 0.3)", [0.003, 0.03, 0.3]), ("slice(1e-4, 1e-2)", [1e-4, 1e-3, 1e-2]),
+                        ("uniform 0.01", [0.01] * 3), ("uniform 0.3", [0.3] * 3)]:
+        preset.value = name  # the screen (label) and the kernel (value) hold exactly the named rates
+        assert [s.value for s in sliders] == rates and [s.label for s in sliders] == [f"{r:g}" for r in rates], name
     monkeypatch.setattr(widgets, "run_lr_steps", real)
     result = box.run()
-    assert result["lrs"] == pytest.approx([0.3] * 3) and len(result["update_ratios"]) == 3
+    assert result["lrs"] == [0.3] * 3 and len(result["update_ratios"]) == 3
     box.run()
     assert len(box.history) == 2
+
+
+def test_rate_grid_holds_short_decimals_and_the_rates_asked_for():
+    grid = widgets.rate_grid([0.0007, 0.030000000000000002])
+    assert grid[0] == 1e-6 and grid[-1] == 1.0 and grid == sorted(set(grid))
+    assert {0.3, 0.003, 0.0007, 0.03} <= set(grid) and all(float(f"{v:g}") == v for v in grid)
+    with pytest.raises(ValueError, match="pass lrs="):
+        widgets.rate_grid([-0.1])
