@@ -3,7 +3,7 @@
     python scripts/refresh_lessons.py lessons/01_where_backprop_stops.ipynb [...]
     python scripts/refresh_lessons.py --clean-only lessons/*.ipynb
 
-Keeps outputs (nbval compares them), keeps only kernelspec/language_info and the cell metadata the
+Keeps outputs (nbval compares them) and the widget state, keeps only kernelspec/language_info and the cell metadata the
 course uses (tags, jupyter.source_hidden, slideshow), renumbers execution counts 1..N. It rewrites
 the notebooks in place: run it on committed lessons (git is the backup), not on a learner's copy.
 """
@@ -23,7 +23,8 @@ KEEP_LANGUAGE_INFO = ("name", "version", "mimetype", "file_extension", "codemirr
 def clean(path: Path) -> None:
     """Strip run-specific metadata and renumber execution counts."""
     nb = nbformat.read(path, as_version=4)
-    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
+    # the saved widget state lets JupyterLab draw the explorers and finished progress bars before a run
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info", "widgets")}
     li = nb.metadata.get("language_info", {})
     nb.metadata["language_info"] = {k: li[k] for k in KEEP_LANGUAGE_INFO if k in li}
     n = 0

@@ -132,16 +132,22 @@ def test_the_shipped_bn_policy_table_is_what_this_code_measures(policies, seed):
 
 @pytest.mark.slow
 def test_bn_policies_across_batch_sizes(policies):
-    """Every policy fine-tunes; plain BN is not worse with tiny batches; frozen stats and affine: one function, two forms."""
+    """Every policy fine-tunes; plain BN ahead at batches of 2; close at 8 and 32, where frozen stats and affine agree.
+
+    What held on seeds 0-5. Not asserted, because seeds 3-5 broke them (lesson 04 says so): plain BN
+    ahead at batches of 4 (seed 4: frozen statistics 2.8 points better), frozen statistics within 5 points
+    of the trainable affine layer at batches of 2 (seed 4: 11 points apart), all within 3 points at 8
+    and 32 (seeds 3, 4, 5: 4.2, 3.9 and 3.8 points).
+    """
     for seed, p in policies.items():
         for size in studies.BN_BATCH_SIZES:
             accs = {k.split(f"batch {size} ")[1]: v for k, v in p.items() if k.startswith(f"test batch {size} ")}
             assert all(a > 0.5 for a in accs.values()), (seed, size, accs)
-            assert abs(accs["frozen statistics"] - accs["trainable affine"]) < 0.05, (seed, size, accs)
-            if size == 2:  # plain BN beat both frozen policies at batches of 2 (4-10 points on seeds 0-2)
+            if size == 2:  # plain BN beat both frozen policies at batches of 2 (2.6-8.0 points on seeds 0-5)
                 assert accs["batch statistics"] > max(accs["frozen statistics"], accs["trainable affine"]), (seed, accs)
-            if size == 32:  # and all three are close with 32 (within 2.4 points on seeds 0-2)
-                assert max(accs.values()) - min(accs.values()) < 0.04, (seed, accs)
+            if size >= 8:  # all three close (within 4.2 points on seeds 0-5), frozen stats ~ affine (1.3 points)
+                assert max(accs.values()) - min(accs.values()) < 0.05, (seed, size, accs)
+                assert abs(accs["frozen statistics"] - accs["trainable affine"]) < 0.03, (seed, size, accs)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 LESSONS = sorted((Path(__file__).resolve().parents[1] / "lessons").glob("*.ipynb"))
-ALLOWED_NB_METADATA = {"kernelspec", "language_info"}
+ALLOWED_NB_METADATA = {"kernelspec", "language_info", "widgets"}
 ALLOWED_CELL_METADATA = {"tags", "jupyter", "slideshow"}
 FORBIDDEN_CODE = [
     (re.compile(r"^\s*[!%]\s*(pip|conda)\b", re.M), "install cell"),
@@ -74,3 +74,17 @@ def test_notebook_opens_with_a_learners_question_and_seeds(path):
     assert cells[0]["cell_type"] == "markdown"
     first_code = next(c for c in cells if c["cell_type"] == "code")
     assert "seed_everything" in "".join(first_code["source"]), f"{path.name}: seed in the first code cell"
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
+def test_every_saved_widget_view_has_its_saved_state(path):
+    """JupyterLab draws a committed widget (explorer, progress bar) from the saved state, not as `VBox(children=...`."""
+    nb = _load(path)
+    state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    views = [o["data"][WIDGET_VIEW]["model_id"] for c in nb["cells"] if c["cell_type"] == "code"
+             for o in c["outputs"] if WIDGET_VIEW in o.get("data", {})]
+    missing = [m for m in views if m not in state]
+    assert not missing, f"{path.name}: {len(missing)} of {len(views)} widget views without saved state; re-run scripts/refresh_lessons.py"
