@@ -167,6 +167,10 @@ def test_lesson_runs_and_renders_in_jupyterlab(lab, browser, path):
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
         # clear the committed outputs first, so that everything checked below comes from this run
         _menu(page, "Edit", "Clear Outputs of All Cells")
+        page.wait_for_function("document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length === 0"
+                               " && [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]"
+                               ".every(p => !/\\d/.test(p.textContent))", timeout=20_000)
+        page.wait_for_timeout(1000)  # let the clear settle before the run starts
         t0 = time.monotonic()
         _run_all(page)
         _wait_until_done(page, _code_cells(path), RUN_ALL_TIMEOUT_S)
