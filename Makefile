@@ -42,18 +42,21 @@ claims: $(BIN)/.ftcourse-installed
 	FTCOURSE_CLAIM_SEEDS=0,1,2,3,4,5 $(BIN)/python -m pytest tests/test_lesson0*_claims.py tests/test_transfer_claims.py
 
 # Offline reveal.js decks of the lessons in build/slides/ (open build/slides/01_*.slides.html; arrows move).
-# reveal.js, require.js and jQuery come from npm into build/slides/node_modules, not from a CDN.
+# reveal.js, require.js, jQuery and MathJax 2 come from npm into build/slides/node_modules, not from a CDN.
 SLIDES_DIR := build/slides
-SLIDES_JS := $(SLIDES_DIR)/node_modules/reveal.js/dist/reveal.js
+SLIDES_JS := $(SLIDES_DIR)/node_modules/mathjax/MathJax.js
 .PHONY: slides
 $(SLIDES_JS):
-	npm install --prefix $(SLIDES_DIR) --no-audit --no-fund reveal.js@4 requirejs@2 jquery@3
+	npm install --prefix $(SLIDES_DIR) --no-audit --no-fund reveal.js@4 requirejs@2 jquery@3 mathjax@2
 slides: $(BIN)/.ftcourse-installed $(SLIDES_JS)
 	$(BIN)/jupyter nbconvert --to slides lessons/*.ipynb --output-dir $(SLIDES_DIR) \
+	    --TemplateExporter.extra_template_basedirs=slides/templates --template ftcourse_reveal \
+	    --TagRemovePreprocessor.enabled=True --TagRemovePreprocessor.remove_input_tags=hide-input \
 	    --SlidesExporter.reveal_url_prefix=node_modules/reveal.js \
 	    --SlidesExporter.require_js_url=node_modules/requirejs/require.js \
 	    --SlidesExporter.jquery_url=node_modules/jquery/dist/jquery.min.js \
-	    --SlidesExporter.reveal_scroll=True
+	    --SlidesExporter.mathjax_url="node_modules/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe" \
+	    --SlidesExporter.reveal_scroll=True --SlidesExporter.reveal_width=1280 --SlidesExporter.reveal_height=720
 
 # Every lesson run in JupyterLab in a real browser (Debian's chromium driven by Playwright), and the
 # offline deck of lesson 01 at 1280x720; screenshots in build/browser/. Needs `apt-get install chromium`.

@@ -1,8 +1,10 @@
 """ftcourse: the helpers of a course on fine-tuning pretrained CNNs in PyTorch.
 
 Layers, bottom to top (no module imports one above it):
-files, runtime, tables -> data, models, bn -> groups -> optim -> cost, features, grads, audit -> train
--> recipes, pretrain -> plots, check -> widgets -> cli
+files, runtime, tables, workspace, slides -> data, models, bn -> groups -> optim -> cost, features, grads,
+audit -> train -> recipes, pretrain, studies, distributed -> plots, check, claims -> widgets -> cli
+(`import ftcourse` brings the helpers up to recipes; the others are imported by name, e.g.
+`from ftcourse import distributed`.)
 """
 from .files import *  # noqa: F401,F403
 from .runtime import *  # noqa: F401,F403

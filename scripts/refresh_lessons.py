@@ -4,7 +4,8 @@
     python scripts/refresh_lessons.py --clean-only lessons/*.ipynb
 
 Keeps outputs (nbval compares them) and the widget state, keeps only kernelspec/language_info and the cell metadata the
-course uses (tags, jupyter.source_hidden, slideshow), renumbers execution counts 1..N. It rewrites
+course uses (tags, jupyter.source_hidden, slideshow), renumbers execution counts 1..N, and sets the slide structure
+(`ftcourse.slides`: headings start slides, findings and overflow start sub-slides, solutions are skipped). It rewrites
 the notebooks in place: run it on committed lessons (git is the backup), not on a learner's copy.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import nbformat
+
+from ftcourse import slides
 
 KEEP_CELL_META = ("tags", "jupyter", "slideshow")
 KEEP_LANGUAGE_INFO = ("name", "version", "mimetype", "file_extension", "codemirror_mode",
@@ -27,6 +30,8 @@ def clean(path: Path) -> None:
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info", "widgets")}
     li = nb.metadata.get("language_info", {})
     nb.metadata["language_info"] = {k: li[k] for k in KEEP_LANGUAGE_INFO if k in li}
+    cells = slides.split_long_markdown(slides.split_at_headings([dict(c) for c in nb.cells]))
+    nb.cells = [nbformat.from_dict(c) for c in slides.assign_slide_types(cells)]
     n = 0
     for cell in nb.cells:
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_META}

@@ -35,8 +35,8 @@ def _imports(path: Path) -> set[str]:
 
 
 # bottom to top; a module may import only modules in an earlier layer or its own layer's lower entries
-LAYERS = [["files", "runtime", "tables", "workspace"], ["data", "models", "bn"], ["groups"], ["optim"],
-          ["cost", "features", "grads", "audit"], ["train"], ["recipes", "pretrain", "studies"], ["plots", "check", "claims"], ["widgets"],
+LAYERS = [["files", "runtime", "tables", "workspace", "slides"], ["data", "models", "bn"], ["groups"], ["optim"],
+          ["cost", "features", "grads", "audit"], ["train"], ["recipes", "pretrain", "studies", "distributed"], ["plots", "check", "claims"], ["widgets"],
           ["cli"]]
 
 

@@ -3,7 +3,7 @@
 nbval proves the cells run in a kernel; this proves what a learner sees: for every lesson, run all cells
 in JupyterLab, wait for the kernel, and check that no cell shows a traceback, that every widget renders
 (no "Error displaying widget"), that the long cells' tqdm bars render as widgets, and that the explorers
-redraw when pressed. It also opens the offline reveal.js deck of lesson 01 (`make slides`) at 1280x720.
+redraw when pressed. It also opens the offline reveal.js decks (`make slides`) at 1280x720 and measures every slide.
 Screenshots go to $FTCOURSE_SCREENSHOTS (default build/browser/): look at them.
 
 Needs Debian's chromium (`apt-get install chromium`; Playwright never downloads a browser here) and
@@ -198,23 +198,40 @@ def test_lesson_runs_and_renders_in_jupyterlab(lab, browser, path):
         page.close()
 
 
+DECKS = [ROOT / "build" / "slides" / f"{p.stem}.slides.html" for p in LESSONS]
+# every slide laid out in place (reveal.js shows one at a time), so that each can be measured
+SHOW_ALL = (".reveal .slides section { display: block !important; position: relative !important;"
+            " visibility: visible !important; opacity: 1 !important; transform: none !important;"
+            " height: auto !important; top: 0 !important; } .reveal .fragment { opacity: 1 !important;"
+            " visibility: visible !important; }")
+
+
 def test_offline_slides_project_at_1280x720(browser):
-    deck = ROOT / "build" / "slides" / "01_where_backprop_stops.slides.html"
-    if not deck.exists():
-        pytest.fail(f"{deck} missing: run `make slides` first")
+    """Every deck loads offline; every slide and sub-slide of every lesson fits a 1280x720 screen."""
+    missing = [d.name for d in DECKS if not d.exists()]
+    if missing:
+        pytest.fail(f"{missing} missing: run `make slides` first")
     SHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 720}, offline=True)
     page = context.new_page()
     try:
-        page.goto(deck.as_uri())
+        page.goto(DECKS[1].as_uri())  # lesson 01: the first three slides, as the room sees them
         page.wait_for_selector(".reveal.ready", timeout=30_000)  # reveal.js initialised from the local copy
-        assert page.locator(".reveal .slides > section").count() >= 6
-        heights = []
         for i in range(3):
+            page.wait_for_timeout(900)  # the slide transition
             page.screenshot(path=str(SHOTS / f"slides-01-{i + 1}.png"))
-            heights.append(page.evaluate("document.querySelector('.reveal .slides section.present:not(.stack)').scrollHeight"))
             page.keyboard.press("Space")  # next slide or sub-slide
-            page.wait_for_timeout(700)
-        print(f"\nlesson 01 deck: first three slides {heights} px tall at 1280x720")
+        too_tall = []
+        for deck in DECKS:
+            page.goto(deck.as_uri())
+            page.wait_for_selector(".reveal.ready", timeout=30_000)
+            page.add_style_tag(content=SHOW_ALL)
+            page.wait_for_timeout(300)
+            heights = page.evaluate("[...document.querySelectorAll('.reveal .slides section')]"
+                                    ".filter(s => !s.querySelector('section')).map(s => s.scrollHeight)")
+            assert len(heights) >= 6, f"{deck.name}: {len(heights)} slides"
+            too_tall += [f"{deck.stem} slide {k + 1}: {h} px" for k, h in enumerate(heights) if h > 720]
+            print(f"\n{deck.stem}: {len(heights)} slides and sub-slides, tallest {max(heights)} px")
+        assert not too_tall, f"taller than a 720-px screen: {too_tall}"
     finally:
         context.close()
