@@ -288,3 +288,20 @@ def feature_change_ratios(answer, models, pretrained: nn.Module, x: torch.Tensor
     shown = ", ".join(f"{measured[r]:.3g}x at rate {r:g}" for r in sorted(measured))
     print(f"Correct: FT moves the features (1 - CKA) {shown} as much as LP-FT. Compare with experiment 2's "
           "ratio at 0.01 before you name a trend: one seed's differences can be noise.")
+
+
+def ddp_bytes(answer, arch: str, frozen_units: int) -> None:
+    """Exercise (DDP traffic): bytes DDP all-reduces per step for torchvision `arch` with its first `frozen_units` units frozen."""
+    from .groups import unit_groups
+    from .models import torchvision_backbone
+
+    units = unit_groups(torchvision_backbone(arch))
+    expected = 4 * sum(p.numel() for g in units[frozen_units:] for p in params_of(g))
+    number(answer, expected, f"bytes per step, {arch} with its first {frozen_units} units frozen", rel=1e-9)
+
+
+def allreduce_ms(answer, n_bytes: float, world_size: int, bandwidth_bytes_per_s: float, what: str) -> None:
+    """Exercise (DDP traffic): milliseconds a ring all-reduce of `n_bytes` takes (bandwidth term, 2 (N - 1) / N)."""
+    from .distributed import ring_allreduce_seconds
+
+    number(answer, 1e3 * ring_allreduce_seconds(n_bytes, world_size, bandwidth_bytes_per_s), what)

@@ -11,8 +11,8 @@ called). The worker must be importable (defined in a module, not in the notebook
 imports it by name, and a function defined in a notebook has no module to be imported from.
 
 `ByteCounter` is a DDP communication hook: it all-reduces exactly as DDP's default does and counts the
-bytes of every bucket, so you can see what a frozen prefix saves. The workers of lesson 06 are at the
-end of this module.
+bytes of every bucket, so you can see what a frozen prefix saves. The workers that measure DDP with
+frozen layers, per-group rates and BatchNorm are at the end of this module.
 """
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .bn import bn_modules, freeze_bn_stats
+from .bn import freeze_bn_stats
 from .data import target_task
 from .groups import freeze_to, unfreeze, unit_groups
 from .models import fresh_model
 from .optim import param_groups
 
-__all__ = ["launch", "WorkerError", "WorkerTimeout", "ByteCounter", "free_port", "default_backend",
+__all__ = ["launch", "leftovers", "WorkerError", "WorkerTimeout", "ByteCounter", "free_port", "default_backend",
            "ring_allreduce_seconds", "global_batch", "frozen_prefix_worker", "single_process_gradients",
            "freeze_change_worker", "group_lr_worker", "single_process_training", "batchnorm_worker"]
 
@@ -48,6 +48,23 @@ class WorkerError(RuntimeError):
 
 class WorkerTimeout(WorkerError):
     """The workers did not all finish in time; they were stopped."""
+
+
+_LAST: dict[str, Any] = {"port": None, "processes": []}
+
+
+def leftovers() -> dict:
+    """What the last `launch` left behind: its worker processes still alive, and whether its port is still in use."""
+    alive = [p.pid for p in _LAST["processes"] if p.is_alive()]
+    in_use = False
+    if _LAST["port"] is not None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # closed connections (TIME_WAIT) do not count
+            try:
+                s.bind(("127.0.0.1", _LAST["port"]))
+            except OSError:
+                in_use = True
+    return {"processes alive": alive, "port": _LAST["port"], "port in use": in_use}
 
 
 def free_port() -> int:
@@ -81,6 +98,8 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, ar
     try:
         if backend == "nccl":
             torch.cuda.set_device(rank % torch.cuda.device_count())
+            torch.backends.cuda.matmul.allow_tf32 = False   # float32 as on the CPU: the lesson compares them
+            torch.backends.cudnn.allow_tf32 = False
         dist.init_process_group(backend, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout))
         value = fn(rank, world_size, *args)
@@ -93,7 +112,7 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, ar
 
 
 def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | None = None,
-           timeout: float = 120.0, threads: int = 1) -> list:
+           timeout: float = 120.0, threads: int = 1, progress: bool = False) -> list:
     """Run `fn(rank, world_size, *args)` in `world_size` new processes joined by torch.distributed.
 
     Returns the ranks' return values, in rank order (they travel by pickle: return tensors, numbers,
@@ -101,6 +120,7 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     rank). threads: torch threads per process (1: two processes share a 2-core CPU without fighting).
     Raises WorkerError with the worker's traceback if a rank raises or dies, WorkerTimeout if the ranks
     have not all returned after `timeout` seconds. No process is left running either way.
+    progress: a tqdm bar that counts the ranks as they return (starting the processes takes seconds).
     """
     _check_importable(fn)
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
@@ -115,14 +135,20 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = free_port()
+    _LAST["port"], _LAST["processes"] = port, []
     procs = [ctx.Process(target=_entry, args=(rank, world_size, port, backend, fn, tuple(args), results, threads,
                                               timeout), daemon=True, name=f"ftcourse-rank{rank}")
              for rank in range(world_size)]
     done: dict[int, Any] = {}
     deadline = time.monotonic() + timeout
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=world_size, desc=f"{getattr(fn, '__name__', 'worker')}: ranks done")
     try:
         for p in procs:
             p.start()
+            _LAST["processes"].append(p)
         while len(done) < world_size:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -141,7 +167,11 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
             if status == "error":
                 raise WorkerError(f"rank {rank} of {world_size} raised:\n{payload}")
             done[rank] = pickle.loads(payload)
+            if bar is not None:
+                bar.update(1)
     finally:
+        if bar is not None:
+            bar.close()
         for p in procs:
             if p.pid is not None:
                 p.join(timeout=10 if len(done) == world_size else 0.5)
@@ -199,7 +229,7 @@ def ring_allreduce_seconds(n_bytes: float, world_size: int, bandwidth_bytes_per_
 
 
 # ---------------------------------------------------------------------------------------------
-# Small workers that show how launch behaves (lesson 06, experiment 1, and the unit tests)
+# Small workers that show how launch behaves (and what goes wrong: errors, hangs, dying ranks)
 # ---------------------------------------------------------------------------------------------
 
 def rank_sum_worker(rank: int, world_size: int) -> dict:
@@ -235,7 +265,8 @@ def exiting_worker(rank: int, world_size: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# The workers of lesson 06 (importable, so that spawned processes can run them). Every rank builds
+# Workers that measure DDP with frozen layers, per-group rates and BatchNorm (importable, so that
+# spawned processes can run them). Every rank builds
 # the same model from the same seed; rank r gets the r-th slice of one global batch of target images.
 # BN layers are pinned to their running statistics (ftcourse.freeze_bn_stats) where a result is
 # compared with one process on the global batch: with batch statistics each rank would normalise by
@@ -343,10 +374,14 @@ def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 
     F.cross_entropy(ddp(xl), yl).backward()
     freeze_to(model, -1, groups=unit_groups(model))
     errors = []
-    for _ in range(2):
+    for step in range(2):
+        model.zero_grad(set_to_none=True)
         try:
             F.cross_entropy(ddp(xl), yl).backward()
             errors.append(None)
+            if step == 0:
+                out["freeze after wrapping: head gradients averaged at the step without an error"] = \
+                    _same_on_every_rank(model.fc.weight.grad)
         except RuntimeError as exc:
             errors.append(str(exc).splitlines()[0][:200])
     out["freeze after wrapping: error at each of the next two steps"] = errors
@@ -354,11 +389,17 @@ def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 
     # 4. find_unused_parameters=True tolerates it (DDP then walks the autograd graph after every forward)
     model = _model(seed, -2, device)
     ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    counter = ByteCounter().attach(ddp)
     freeze_to(model, -1, groups=unit_groups(model))
     freeze_bn_stats(model)
     for _ in range(2):
+        model.zero_grad(set_to_none=True)
         F.cross_entropy(ddp(xl), yl).backward()
     out["find_unused_parameters=True: steps after freezing run"] = True
+    out["find_unused_parameters=True: head gradients equal on every rank"] = _same_on_every_rank(model.fc.weight.grad)
+    out["find_unused_parameters=True: bytes per step after freezing"] = counter.bytes // 2
+    out["find_unused_parameters=True: 4 x trainable parameters after freezing"] = 4 * sum(
+        p.numel() for p in model.parameters() if p.requires_grad)
     return out
 
 
@@ -407,19 +448,26 @@ def sync_batch_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def batchnorm_worker(rank: int, world_size: int, seed: int, per_rank: int = 2) -> dict:
-    """BN statistics of the stem's BN layer: each rank's own batch, the synchronised ones, and the global batch's."""
+    """BN statistics of `layer4[0].bn1` (4x4 feature maps: few values per channel and image): each rank's own
+    batch, the synchronised ones, and the global batch's."""
     device = _device(dist.get_backend())
-    model = fresh_model(seed=seed).to(device)
+    model = fresh_model(seed=seed).to(device).eval()
+    layer = model.layer4[0].bn1
+    seen = {}
+    hook = layer.register_forward_hook(lambda module, inputs, output: seen.update(z=inputs[0]))
     x, _ = global_batch(seed, world_size, per_rank)
     with torch.no_grad():
-        z_all = model.conv1(x.to(device))   # what the stem's BN layer sees, for the global batch
+        model(x.to(device))   # what the layer sees, for the global batch
+    hook.remove()
+    z_all = seen["z"]
     z = _local(z_all, rank, world_size)
     dims = (0, 2, 3)
     out = {"local mean": z.mean(dims).cpu(), "local var": z.var(dims, unbiased=False).cpu(),
-           "global mean": z_all.mean(dims).cpu(), "global var": z_all.var(dims, unbiased=False).cpu()}
+           "global mean": z_all.mean(dims).cpu(), "global var": z_all.var(dims, unbiased=False).cpu(),
+           "channels": z.shape[1], "global batch": len(z_all), "feature map": tuple(z.shape[2:])}
     mean, var = sync_batch_stats(z)
     out |= {"synced mean": mean.cpu(), "synced var": var.cpu()}
-    sync = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(model.bn1)).to(device)[0]
+    sync = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(layer)).to(device)[0]
     sync.reset_running_stats()
     sync.momentum = 1.0   # running mean := this batch's mean
     sync.train()
@@ -432,7 +480,7 @@ def batchnorm_worker(rank: int, world_size: int, seed: int, per_rank: int = 2) -
 
 
 def claims_worker(rank: int, world_size: int, seeds: list[int]) -> dict:
-    """Lesson 06's measured claims for several seeds in one process group (what the claim tests check)."""
+    """The measured DDP claims (frozen prefix, per-group rates, BatchNorm) for several seeds in one process group."""
     out = {}
     for seed in seeds:
         out[seed] = {"frozen prefix": frozen_prefix_worker(rank, world_size, seed, [0, 3, 5]),

@@ -15,9 +15,16 @@ pytestmark = pytest.mark.slow  # each launch spawns fresh Python processes (a fe
 
 
 def _workers_left():
-    """Worker processes of this test process still alive (launch names them ftcourse-rank<r>)."""
-    children = psutil.Process().children(recursive=True)
-    return [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE] + multiprocessing.active_children()
+    """Child processes of this test process still alive, but multiprocessing's own resource tracker
+    (started once with the first spawn context, it lives as long as the parent: not a worker)."""
+    left = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(child.cmdline()):
+                left.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return left + multiprocessing.active_children()
 
 
 @pytest.fixture(autouse=True)

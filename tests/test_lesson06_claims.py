@@ -47,7 +47,8 @@ def test_group_rates_under_ddp_equal_one_process(measured, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_tiny_per_process_batches_have_their_own_statistics_and_sync_fixes_it(measured, seed):
-    for r in measured[seed]:
-        assert float((r["local mean"] - r["global mean"]).abs().max()) > 1e-3
+    for r in (rank["batchnorm"] for rank in measured[seed]):
+        off = (r["local mean"] - r["global mean"]).abs() / r["global var"].sqrt()
+        assert float(off.mean()) > 0.05, f"seed {seed}: {float(off.mean()):.3f} std"  # seeds 0-2: 0.13-0.18
         assert float((r["synced mean"] - r["global mean"]).abs().max()) < 1e-4
         assert float((r["synced var"] - r["global var"]).abs().max()) < 1e-4
