@@ -207,3 +207,17 @@ def test_feature_change_ratios_checks_against_the_models(model, capsys):
         check.feature_change_ratios({0.03: 1.0}, models, pretrained, x)
     check.feature_change_ratios(None, models, pretrained, x)
     assert "Not attempted" in capsys.readouterr().out
+
+
+def test_ddp_bytes_and_allreduce_ms(capsys):
+    model = ftcourse.torchvision_backbone("resnet18")
+    right = 4 * sum(p.numel() for m in (model.layer4, model.fc) for p in m.parameters())
+    check.ddp_bytes(right, "resnet18", frozen_units=4)  # stem and layer1-3 frozen
+    with pytest.raises(AssertionError, match="expected"):
+        check.ddp_bytes(right // 4, "resnet18", frozen_units=4)  # parameters, not bytes
+    check.allreduce_ms(1e3 * 2 * 7 / 8 * 1e9 / 10e9, 1e9, 8, 10e9, "ms")
+    with pytest.raises(AssertionError):
+        check.allreduce_ms(1e3 * 1e9 / 10e9, 1e9, 8, 10e9, "ms")  # forgot 2 (N - 1) / N
+    check.ddp_bytes(None, "resnet18", 4)
+    out = capsys.readouterr().out
+    assert out.count("Correct") == 2 and "Not attempted yet" in out
