@@ -27,8 +27,9 @@ from typing import Any
 
 SCREEN_PX = (1280, 720)
 # A (sub-)slide is estimated at most this tall. Measured in Chromium, the rendered height of the
-# lessons' slides is within -50/+50 px of the estimate, so this keeps every slide on a 720-px screen.
-MAX_SLIDE_PX = 660
+# lessons' slides (offline deck) is within -110/+55 px of the estimate, so this keeps every slide on a
+# 720-px screen.
+MAX_SLIDE_PX = 640
 SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
 FINDINGS = "**What it showed"
 HIDE_INPUT = "hide-input"
@@ -82,7 +83,7 @@ def _text_lines(text: str, width: int) -> int:
 def _markdown_height(text: str) -> float:
     px = 13.0
     for block in re.split(r"\n\s*\n", text.strip()):
-        px += 26.0
+        px += 26.0 + (50.0 if block.lstrip().startswith(">") else 0.0)   # a quote block has its own margins
         lines: list[str] = []
         for raw in block.splitlines():
             s = raw.strip()
