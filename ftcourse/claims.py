@@ -17,14 +17,32 @@ from typing import Mapping, Sequence
 
 from .tables import Table
 
-__all__ = ["claim", "seed_table"]
+__all__ = ["claim", "Verdict", "seed_table"]
 
 
-def claim(statement: str, holds: bool, measured: str) -> bool:
+class Verdict:
+    """What `claim` returns: true when the claim holds. A notebook shows nothing for it (the printed lines say it)."""
+
+    __slots__ = ("holds",)
+
+    def __init__(self, holds: bool):
+        self.holds = bool(holds)
+
+    def __bool__(self) -> bool:
+        return self.holds
+
+    def __repr__(self) -> str:
+        return f"Verdict(holds={self.holds})"
+
+    def _ipython_display_(self) -> None:  # no "Out[n]: True" under every claim cell
+        pass
+
+
+def claim(statement: str, holds: bool, measured: str) -> Verdict:
     """Print the verdict on `statement` (compared by nbval) and, on its own line, what was measured (not compared)."""
     print(f"CLAIM {'holds' if holds else 'DOES NOT HOLD'}: {statement}")
     print(f"  measured: {measured}")
-    return bool(holds)
+    return Verdict(holds)
 
 
 def seed_table(values: Mapping[str, Sequence[float]], seeds: Sequence[int], title: str = "",

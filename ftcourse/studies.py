@@ -33,7 +33,7 @@ from .runtime import seed_everything
 from .train import evaluate, fit
 
 __all__ = ["STUDY_SEEDS", "DATA_SIZES", "BN_BATCH_SIZES", "RATE_SWEEP", "warm_up_study", "data_size_study",
-           "rates_study", "bn_policy_study", "adabn_study", "freeze_then_discriminative", "STUDIES",
+           "rates_study", "choose_rate", "IN_LESSONS", "checked_in_lesson", "lesson_aware", "bn_policy_study", "adabn_study", "freeze_then_discriminative", "STUDIES",
            "results_path", "write_results", "read_results", "differences_from_shipped", "summarise",
            "fresh_seeds", "seeds_to_check", "results_per_seed"]
 
@@ -112,8 +112,12 @@ _RATE_SETUPS = {"uniform 0.01": 0.01, "np.array([1e-4,1e-3,1e-2])": np.array([1e
                 "head 10x (0.01, 0.01, 0.1)": [0.01, 0.01, 0.1]}
 
 
-def rates_study(seed: int) -> dict[str, float]:
-    """Uniform, discriminative, head-10x, ULMFiT, two-stage, fastai-style, group 0 frozen, gradual; a rate sweep on validation."""
+def rates_study(seed: int, skip=()) -> dict[str, float]:
+    """Uniform, discriminative, head-10x, ULMFiT, two-stage, fastai-style, group 0 frozen, gradual; a rate sweep on validation.
+
+    skip: setups not trained here (labels as in the results, "sweep 0.003" for a sweep rate); their numbers
+    are left out, and so is the chosen rate unless every sweep rate was trained (`choose_rate` adds it).
+    """
     task = target_task(shots=50, seed=seed)
     pretrained = load_pretrained(5)
     out = {}
@@ -128,27 +132,39 @@ def rates_study(seed: int) -> dict[str, float]:
     setups = dict(_RATE_SETUPS, **{"ULMFiT 2.6, top 0.3": [0.3 / 2.6**2, 0.3 / 2.6, 0.3]})
     trained = {}
     for label, lr in setups.items():
+        if label in skip:
+            continue
         model = fresh_model(seed=seed)
         before = snapshot(model)
         model, acc = fine_tune(task, seed, lr=lr, model=model)
         record(label, model, acc, before)
         if label.startswith("uniform "):
             trained[float(label.split()[1])] = model
-    record("two-stage (lp_ft 0.01)", *lp_ft(task, seed, lr=0.01))
-    record("fastai-style (frozen epoch, then slice(0.003, 0.3))", *freeze_then_discriminative(task, seed))
-    model = fresh_model(seed=seed)
-    groups = freeze_to(model, 1)  # seed 002: leave the first group frozen
-    record("group 0 frozen, slice(0.003, 0.3)", *fine_tune(
-        task, seed, model=model, optimizer=make_optimizer(param_groups(groups, slice(0.003, 0.3), model=model,
-                                                                       weight_decay=RECIPE_DEFAULTS["weight_decay"]))))
-    out["test gradual unfreezing 0.01"] = gradual_unfreeze(task, seed, lr=0.01)[1]
+    if "two-stage (lp_ft 0.01)" not in skip:
+        record("two-stage (lp_ft 0.01)", *lp_ft(task, seed, lr=0.01))
+    if "fastai-style (frozen epoch, then slice(0.003, 0.3))" not in skip:
+        record("fastai-style (frozen epoch, then slice(0.003, 0.3))", *freeze_then_discriminative(task, seed))
+    if "group 0 frozen, slice(0.003, 0.3)" not in skip:
+        model = fresh_model(seed=seed)
+        groups = freeze_to(model, 1)  # seed 002: leave the first group frozen
+        record("group 0 frozen, slice(0.003, 0.3)", *fine_tune(
+            task, seed, model=model, optimizer=make_optimizer(param_groups(
+                groups, slice(0.003, 0.3), model=model, weight_decay=RECIPE_DEFAULTS["weight_decay"]))))
+    if "gradual unfreezing 0.01" not in skip:
+        out["test gradual unfreezing 0.01"] = gradual_unfreeze(task, seed, lr=0.01)[1]
     for lr in RATE_SWEEP:  # uniform 0.01 and 0.3 were trained above: the sweep reuses them
+        if f"sweep {lr:g}" in skip or f"uniform {lr:g}" in skip:
+            continue
         model = trained[lr] if lr in trained else fine_tune(task, seed, lr=lr, model=fresh_model(seed=seed))[0]
         out[f"val sweep {lr:g}"] = _val(model, task)
         out[f"test sweep {lr:g}"] = evaluate(model, (task.x_test, task.y_test))
-    best = max(RATE_SWEEP, key=lambda lr: out[f"val sweep {lr:g}"])
-    out["chosen rate"], out["test at the chosen rate"] = best, out[f"test sweep {best:g}"]
-    return out
+    return choose_rate(out) if all(f"val sweep {lr:g}" in out for lr in RATE_SWEEP) else out
+
+
+def choose_rate(numbers: dict[str, float]) -> dict[str, float]:
+    """The sweep rate with the best validation accuracy, and its test accuracy, added to a copy of `numbers`."""
+    best = max(RATE_SWEEP, key=lambda lr: numbers[f"val sweep {lr:g}"])
+    return numbers | {"chosen rate": best, "test at the chosen rate": numbers[f"test sweep {best:g}"]}
 
 
 # ---------------------------------------------------------------- BatchNorm
@@ -217,15 +233,16 @@ def read_results(name: str) -> dict:
 
 
 def differences_from_shipped(name: str, seed: int, fresh: dict[str, float], acc_tol: float = 0.05,
-                             rel_tol: float = 0.25) -> list[str]:
+                             rel_tol: float = 0.25, partial: bool = False) -> list[str]:
     """Quantities of a fresh run that differ from the shipped file by more than what differs between machines.
 
     Accuracies (test, val, train, OOD) within `acc_tol` absolute, other numbers within `rel_tol` relative;
     a choice ("chosen rate") may differ between machines, its outcome is compared. Every shipped
-    quantity must be measured. [] when the file and the code agree.
+    quantity must be measured, unless `partial` (a lesson's live run measures part of a study).
+    [] when the file and the code agree.
     """
     shipped = read_results(name)["seeds"][str(seed)]
-    bad = [f"{k}: not measured" for k in shipped if k not in fresh]
+    bad = [] if partial else [f"{k}: not measured" for k in shipped if k not in fresh]
     for k, v in fresh.items():
         w = shipped.get(k)
         if w is None:
@@ -246,6 +263,40 @@ def summarise(results: dict, keys: list[str]) -> dict[str, list[float]]:
 
 
 # ---------------------------------------------------------------- which seeds the claim tests re-run
+# What a lesson trains live on seed 0 and compares with the shipped file in a claim cell of its own
+# (`differences_from_shipped(..., partial=True)`). When that notebook runs in the same pytest session as the
+# claim tests (`make test`), they train only the rest of seed 0, so nothing is trained twice for one table;
+# `make claims` (no notebooks) trains everything. {study: (notebook, what it trains)}
+IN_LESSONS = {
+    "warm_up": ("02_warming_up_the_head.ipynb", None),  # None: all of it
+    "data_size": ("02_warming_up_the_head.ipynb", (1,)),  # images per class: scratch, probe, fine-tune at 1/class
+    "rates": ("03_differential_learning_rates.ipynb", ("uniform 0.01", "np.array([1e-4,1e-3,1e-2])", "uniform 0.3",
+                                                       "slice(0.003, 0.3)", "two-stage (lp_ft 0.01)", "sweep 0.003",
+                                                       "sweep 0.03")),  # rates_study(skip=...)
+    "bn_policy": ("04_batchnorm_when_fine_tuning.ipynb", (2, 32)),  # batch sizes, every policy
+}
+
+
+def checked_in_lesson(study: str, notebooks) -> tuple[bool, object]:
+    """(whether the lesson that trains part of `study` live is among `notebooks`, what it trains: IN_LESSONS)."""
+    notebook, part = IN_LESSONS[study]
+    return notebook in set(notebooks), part
+
+
+def lesson_aware(name: str, study, notebooks, rest):
+    """`study`, except on seed 0 when the lesson that trains part of it live is among `notebooks`.
+
+    Then seed 0 is `rest(seed, part, shipped)`: it trains what the lesson does not (`part` = IN_LESSONS[name][1])
+    and fills in the lesson's part from the shipped seed-0 numbers, which the notebook's own claim cell
+    compares with its live run in the same session.
+    """
+    in_lesson, part = checked_in_lesson(name, notebooks)
+    if not in_lesson:
+        return study
+    shipped = read_results(name)["seeds"]["0"]
+    return lambda seed: rest(seed, part, dict(shipped)) if seed == 0 else study(seed)
+
+
 def fresh_seeds() -> tuple[int, ...]:
     """Seeds whose studies the claim tests train again: $FTCOURSE_CLAIM_SEEDS ("0,1,2,3,4,5"), else (0,).
 

@@ -3,6 +3,8 @@
 Not through MPLBACKEND: nbval's kernels inherit the environment and must keep the inline backend.
 A test file may define its own `model` fixture (e.g. pretrained); the one here is a small random ResNet.
 """
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -41,3 +43,13 @@ def batch():
 def small_task():
     """The target task with 4 training images per class."""
     return ftcourse.target_task(shots=4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def notebooks_in_session(request):
+    """File names of the lesson notebooks this pytest session runs through nbval (all of them in `make test`).
+
+    A lesson trains part of its study's seed 0 live and checks it against the shipped file in a claim cell;
+    the claim tests then train only the rest (`ftcourse.studies.lesson_aware`).
+    """
+    return {Path(str(item.fspath)).name for item in request.session.items if str(item.fspath).endswith(".ipynb")}

@@ -18,14 +18,24 @@ def _sanitize(text: str) -> str:
 
 
 def test_claim_prints_a_verdict_and_a_measurement_that_sanitizes_away(capsys):
-    assert claims.claim("fine-tuning beats the probe", True, "0.81 vs 0.73") is True
+    assert bool(claims.claim("fine-tuning beats the probe", True, "0.81 vs 0.73")) is True
     a = capsys.readouterr().out
-    assert claims.claim("fine-tuning beats the probe", True, "0.79 vs 0.75") is True
+    assert bool(claims.claim("fine-tuning beats the probe", True, "0.79 vs 0.75")) is True
     b = capsys.readouterr().out
     assert a.splitlines()[0] == "CLAIM holds: fine-tuning beats the probe"
     assert a != b and _sanitize(a) == _sanitize(b)  # other digits, same compared text
-    assert claims.claim("x", False, "1") is False
+    assert bool(claims.claim("x", False, "1")) is False
     assert capsys.readouterr().out.startswith("CLAIM DOES NOT HOLD: x")
+
+
+def test_a_verdict_shows_nothing_as_a_cell_result():
+    """A claim is often a cell's last expression: its verdict must not add an "Out[n]: True" under the printed lines."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    data, _ = shell.display_formatter.format(claims.claim("x", True, "1"))
+    assert data == {}
+    assert repr(claims.Verdict(False)) == "Verdict(holds=False)"
 
 
 def test_seed_table_has_mean_min_max_and_checks_lengths():

@@ -18,14 +18,19 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def warm():
-    return studies.results_per_seed("warm_up", studies.warm_up_study, SEEDS, FRESH)
+def warm(notebooks_in_session):
+    """Per seed, warm_up_study; on seed 0 nothing is trained here when lesson 02 runs in this session (it trains it all)."""
+    study = studies.lesson_aware("warm_up", studies.warm_up_study, notebooks_in_session, lambda seed, part, shipped: shipped)
+    return studies.results_per_seed("warm_up", study, SEEDS, FRESH)
 
 
 @pytest.fixture(scope="module")
-def sizes():
-    return studies.results_per_seed("data_size", lambda seed: studies.data_size_study(seed, sizes=(1, 250)),
-                                    SEEDS, FRESH)
+def sizes(notebooks_in_session):
+    """Per seed, data_size_study at 1 and 250 per class; lesson 02 trains seed 0's 1/class runs when it runs here."""
+    study = studies.lesson_aware(
+        "data_size", lambda seed: studies.data_size_study(seed, sizes=(1, 250)), notebooks_in_session,
+        lambda seed, part, shipped: shipped | studies.data_size_study(seed, sizes=tuple(n for n in (1, 250) if n not in part)))
+    return studies.results_per_seed("data_size", study, SEEDS, FRESH)
 
 
 @pytest.mark.parametrize("seed", SHIPPED_AND_FRESH)

@@ -1,5 +1,6 @@
 """ftcourse.studies: the results files' format and the cheap study (adabn); the expensive ones run in the claim tests."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,41 @@ def test_results_per_seed_trains_the_fresh_seeds_and_reads_the_others():
     assert out[1] == studies.read_results("rates")["seeds"]["1"] and out[2] == studies.read_results("rates")["seeds"]["2"]
     with pytest.raises(ValueError, match="add it to FTCOURSE_CLAIM_SEEDS"):
         studies.results_per_seed("rates", study, [7], fresh=(0,))
+
+
+def test_lesson_aware_trains_only_the_rest_of_seed_0_when_its_lesson_runs_in_the_session():
+    calls = []
+
+    def study(seed):
+        calls.append(("whole", seed))
+        return {"whole": 1.0}
+
+    def rest(seed, part, shipped):
+        calls.append(("rest", seed, part))
+        return shipped | {"rest": 2.0}
+
+    alone = studies.lesson_aware("bn_policy", study, {"01_where_backprop_stops.ipynb"}, rest)
+    assert alone is study  # lesson 04 is not in the session: seed 0 is trained in full
+    aware = studies.lesson_aware("bn_policy", study, {"04_batchnorm_when_fine_tuning.ipynb"}, rest)
+    shipped0 = studies.read_results("bn_policy")["seeds"]["0"]
+    assert aware(0) == shipped0 | {"rest": 2.0} and aware(3) == {"whole": 1.0}
+    assert calls == [("rest", 0, (2, 32)), ("whole", 3)]
+    lessons = Path(__file__).resolve().parents[1] / "lessons"
+    for name, (notebook, _) in studies.IN_LESSONS.items():  # each lesson named compares its runs with the file
+        assert name in studies.STUDIES and f'studies.differences_from_shipped(\\"{name}\\", 0, ' in (lessons / notebook).read_text()
+
+
+def test_differences_from_shipped_partial_compares_only_what_was_measured():
+    shipped0 = studies.read_results("rates")["seeds"]["0"]
+    part = {"test uniform 0.01": shipped0["test uniform 0.01"] + 0.01, "val sweep 0.1": shipped0["val sweep 0.1"]}
+    assert studies.differences_from_shipped("rates", 0, part, partial=True) == []
+    assert any("not measured" in d for d in studies.differences_from_shipped("rates", 0, part))
+    off = studies.differences_from_shipped("rates", 0, {"test uniform 0.01": shipped0["test uniform 0.01"] + 0.2}, partial=True)
+    assert len(off) == 1 and off[0].startswith("test uniform 0.01")
+
+
+def test_choose_rate_picks_the_best_validation_rate():
+    numbers = {f"val sweep {lr:g}": 0.5 for lr in studies.RATE_SWEEP} | {f"test sweep {lr:g}": lr for lr in studies.RATE_SWEEP}
+    numbers["val sweep 0.03"] = 0.9
+    chosen = studies.choose_rate(numbers)
+    assert chosen["chosen rate"] == 0.03 and chosen["test at the chosen rate"] == 0.03 and "chosen rate" not in numbers
