@@ -2,7 +2,7 @@
 
 Layers, bottom to top (no module imports one above it):
 files, runtime, tables, workspace, slides -> data, models, bn -> groups -> optim -> cost, features, grads,
-audit -> train -> recipes, pretrain, studies, distributed -> plots, check, claims -> widgets -> cli
+audit -> train -> recipes, recipe, pretrain, studies, distributed -> plots, check, claims -> widgets -> cli
 (`import ftcourse` brings the helpers up to recipes; the others are imported by name, e.g.
 `from ftcourse import distributed`.)
 """

@@ -36,7 +36,7 @@ def _imports(path: Path) -> set[str]:
 
 # bottom to top; a module may import only modules in an earlier layer or its own layer's lower entries
 LAYERS = [["files", "runtime", "tables", "workspace", "slides"], ["data", "models", "bn"], ["groups"], ["optim"],
-          ["cost", "features", "grads", "audit"], ["train"], ["recipes", "pretrain", "studies", "distributed"], ["plots", "check", "claims"], ["widgets"],
+          ["cost", "features", "grads", "audit"], ["train"], ["recipes", "recipe", "pretrain", "studies", "distributed"], ["plots", "check", "claims"], ["widgets"],
           ["cli"]]
 
 
