@@ -364,3 +364,111 @@ def image_folder(path, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, tr
         tf = [transforms.Resize(int(round(size * 8 / 7))), transforms.CenterCrop(size)]
     tf += [transforms.ToTensor(), transforms.Normalize(mean, std)]  # ImageFolder already loads RGB
     return datasets.ImageFolder(str(root), transform=transforms.Compose(tf))
+
+
+# ---------------------------------------------------------------- two more target tasks from real images
+NEAR_FILE = "uci_digits.npy.gz"  # made by scripts/make_tasks.py; format in data/MANIFEST.json
+FAR_FILE = "textures.npy.gz"
+NEAR_CLASSES = tuple(str(d) for d in range(10))
+FAR_CLASSES = ("brick", "grass", "gravel", "stained tissue", "star field")
+_POOL, _VAL, _TEST = 0, 1, 2  # the split codes stored in the files
+
+
+@lru_cache(maxsize=2)
+def _image_table(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A shipped task table: uint8 images (N, 32, 32), labels (N,) and split codes (N,), read-only."""
+    with gzip.open(verified_path(name), "rb") as f:
+        table = np.load(f, allow_pickle=False)
+    images, labels, splits = table[:, :1024].reshape(-1, 32, 32), table[:, 1024].astype(np.int64), table[:, 1025]
+    for a in (images, labels, splits):
+        a.setflags(write=False)
+    return images, labels, splits
+
+
+def _table_splits(name: str, n_classes: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per class: the row indices of the few-shot pool, the validation images and the test images."""
+    _, labels, splits = _image_table(name)
+    return tuple([np.flatnonzero((labels == c) & (splits == s)) for c in range(n_classes)]
+                 for s in (_POOL, _VAL, _TEST))
+
+
+def _clutter_render(images: np.ndarray, indices: np.ndarray, seed: int, clutter: int, fragment: int = 10) -> torch.Tensor:
+    """`render` for a shipped 32x32 table: the central 28x28 of each image (the digit and its margin) at a
+    random place on a 32x32 canvas among `clutter` fragments of other images of the same split; [0, 1] floats.
+    With clutter=0 the images are returned as stored (centred)."""
+    indices = np.asarray(indices)
+    if clutter == 0:
+        return torch.from_numpy(images[indices].astype(np.float32) / 255.0)
+    digits = images[:, 2:30, 2:30]
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(indices), 32, 32), np.float32)
+    for k, i in enumerate(indices):
+        c = out[k]
+        for _ in range(clutter):
+            j = indices[rng.integers(len(indices))]
+            fy, fx = rng.integers(4, 28 - fragment - 4 + 1, size=2)
+            py, px = rng.integers(0, 32 - fragment + 1, size=2)
+            np.maximum(c[py:py + fragment, px:px + fragment], digits[j, fy:fy + fragment, fx:fx + fragment] / 255.0,
+                       out=c[py:py + fragment, px:px + fragment])
+        oy, ox = rng.integers(0, 32 - 28 + 1, size=2)
+        np.maximum(c[oy:oy + 28, ox:ox + 28], digits[i] / 255.0, out=c[oy:oy + 28, ox:ox + 28])
+    return torch.from_numpy(out)
+
+
+def _table_task(name: str, classes: tuple[str, ...], what: str, fn: str, shots, seed, norm, clutter: int = 0) -> Task:
+    """A Task from a shipped table: `shots` pool images per class drawn with `seed`, fixed validation and test."""
+    pool, val, test = _table_splits(name, len(classes))
+    limit = min(len(p) for p in pool)
+    ok_shots = isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and 1 <= shots <= limit
+    if shots is not None and not ok_shots:
+        raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}: "
+                         f"e.g. ftcourse.{fn}(shots=10), or shots=None for the whole pool")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}: e.g. ftcourse.{fn}(shots=10, seed=0)")
+    _check_norm(norm)
+    images, labels, _ = _image_table(name)
+    rng = np.random.default_rng(seed)
+    chosen = interleave([p if shots is None else rng.choice(p, size=int(shots), replace=False) for p in pool])
+
+    def xy(idx, render_seed):
+        x = _clutter_render(images, idx, render_seed, clutter).unsqueeze(1).expand(-1, 3, -1, -1)
+        return x.contiguous(), torch.from_numpy(labels[idx])
+
+    (x_tr, y_tr) = xy(chosen, 1000 + int(seed))
+    (x_va, y_va), (x_te, y_te) = xy(interleave(val), _VAL_SEED), xy(interleave(test), _TEST_SEED)
+    mean, std = _resolve_norm(norm, x_tr)
+    return Task(f"{what}, {shots or limit}/class", normalize(x_tr, mean, std), y_tr, normalize(x_te, mean, std), y_te,
+                classes, mean, std, x_val=normalize(x_va, mean, std), y_val=y_va)
+
+
+def near_task(shots: int | None = None, seed: int = 0, norm="source", clutter: int = CLUTTER) -> Task:
+    """A near transfer: other people's handwritten digits 0-9 (UCI, 8x8 scans scaled up), cluttered as the course's.
+
+    Same kind of content as the source, another source and resolution (10 classes, labels = digits).
+    `shots` training images per class (1-70) are drawn with `seed` from a fixed pool of 70; the 800
+    test images (80 per class) and 240 validation images (24 per class) never change and are disjoint
+    from the pool. Every split is class-interleaved, so any prefix is class-balanced. Each digit sits at a
+    random place among `clutter` fragments of other digits (fixed for test and validation, set by `seed`
+    for training), as in `target_task`; clutter=0 gives the clean digits, centred.
+    """
+    ok = isinstance(clutter, (int, np.integer)) and not isinstance(clutter, bool) and 0 <= clutter <= 20
+    if not ok:
+        raise ValueError(f"clutter must be an int in 0..20 (fragments per image; {CLUTTER} as in target_task, "
+                         f"0 for clean digits), got {clutter!r}")
+    what = "near: UCI handwritten digits 0-9" + (", cluttered" if clutter else ", clean")
+    return _table_task(NEAR_FILE, NEAR_CLASSES, what, "near_task", shots, seed, norm, int(clutter))
+
+
+def far_task(shots: int | None = None, seed: int = 0, norm="source") -> Task:
+    """A far transfer: 32x32 grey patches of five textures, not digits at all (brick, grass, gravel,
+    stained tissue, star field; scikit-image's sample images).
+
+    `shots` training patches per class (1-128) are drawn with `seed` from a fixed pool of 128; the 480
+    test patches (96 per class) and 160 validation patches (32 per class) never change. Pool, validation
+    and test patches come from disjoint 128x128 blocks of each image, so no two splits overlap.
+    Every split is class-interleaved, so any prefix is class-balanced.
+    """
+    return _table_task(FAR_FILE, FAR_CLASSES, "far: grey textures", "far_task", shots, seed, norm)
+
+
+__all__ += ["near_task", "far_task", "NEAR_CLASSES", "FAR_CLASSES"]
