@@ -2,7 +2,8 @@
 
     python benchmarks/new_tasks_table.py           # 10 and 50 per class, seeds 0 1 2, both tasks (~15 min, 1 core idle)
     python benchmarks/new_tasks_table.py --quick   # 10 per class, seed 0, 20 steps, 100 test images (a smoke test)
-    python benchmarks/new_tasks_table.py --save data/results/new_tasks.json
+    python benchmarks/new_tasks_table.py --save data/results/new_tasks.json   # written after every row
+    python benchmarks/new_tasks_table.py --save data/results/new_tasks.json --resume   # skip rows already saved
 
 near: other people's handwritten digits 0-9 (UCI, scaled-up 8x8 scans, cluttered as the course's; 800 test
 images); far: patches of five grey textures (480 test patches). Test accuracy, mean and spread (min-max)
@@ -41,8 +42,11 @@ def main(argv=None) -> None:
     ap.add_argument("--shots", type=int, nargs="+", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--save", type=Path, default=None, help="write every number to this JSON file")
+    ap.add_argument("--save", type=Path, default=None, help="write every number to this JSON file (after each row)")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --save (same steps and seeds)")
     args = ap.parse_args(argv)
+    if args.resume and not args.save:
+        ap.error("--resume needs --save FILE (the file whose rows to keep)")
     shots = args.shots or ([10] if args.quick else [10, 50])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     steps = 20 if args.quick else fc.RECIPE_DEFAULTS["steps"]
@@ -52,6 +56,10 @@ def main(argv=None) -> None:
            "steps": steps, "seeds": seeds, "torch": torch.__version__,
            "machine": f"{platform.machine()}, {args.threads} threads", "tasks": {},
            "reference_target_readme": REFERENCE}
+    if args.resume and args.save.exists():
+        old = json.loads(args.save.read_text())
+        if old.get("steps") == steps and old.get("seeds") == seeds:
+            out["tasks"] = old.get("tasks", {})
     for tname in args.tasks:
         t0 = time.perf_counter()
         probe = TASKS[tname](shots=1)
@@ -63,8 +71,15 @@ def main(argv=None) -> None:
               f"{'FT - scratch':>12} | {'LP - scratch':>12}")
         print("-" * 101)
         entry = {"name": probe.name.rsplit(",", 1)[0], "classes": list(probe.classes), "test_images": n_test,
-                 "load_seconds": round(load_s, 2), "shots": {}}
+                 "load_seconds": round(load_s, 2), "shots": out["tasks"].get(tname, {}).get("shots", {})}
+        out["tasks"][tname] = entry
         for k in shots:
+            if str(k) in entry["shots"]:  # --resume: measured before
+                cell = entry["shots"][str(k)]
+                print(f"{k:>9} | " + " | ".join(f"{_cell(list(cell['per_seed'][m].values())):>17}" for m in METHODS) +
+                      f" | {100 * cell['ft_minus_scratch']:>+9.1f} pt | {100 * cell['lp_minus_scratch']:>+9.1f} pt"
+                      f"   [{cell['wall_seconds']:.0f} s, saved]")
+                continue
             results = {m: [] for m in METHODS}
             t1 = time.perf_counter()
             for seed in seeds:
@@ -82,16 +97,22 @@ def main(argv=None) -> None:
                                       "mean": {m: round(v, 4) for m, v in mean.items()},
                                       "ft_minus_scratch": round(ft_gap, 4), "lp_minus_scratch": round(lp_gap, 4),
                                       "wall_seconds": round(secs, 1)}
-        out["tasks"][tname] = entry
+            _save(args.save, out)
     out["wall_seconds"] = round(time.perf_counter() - t_all, 1)
     ref = "; ".join(f"{k}/class FT - scratch {100 * (v['fine-tune'] - v['scratch']):+.1f} pt, LP - scratch "
                     f"{100 * (v['linear probe'] - v['scratch']):+.1f} pt" for k, v in REFERENCE.items())
     print(f"\ncourse target (cluttered MNIST 5-9, README): {ref}")
     print(f"total {out['wall_seconds']:.0f} s")
     if args.save:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        args.save.write_text(json.dumps(out, indent=1) + "\n")
+        _save(args.save, out)
         print(f"saved {args.save}")
+
+
+def _save(path: Path | None, out: dict) -> None:
+    """Write the numbers so far (atomically: an interrupted run leaves the previous file)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fc.atomic_write_bytes(path, (json.dumps(out, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":
