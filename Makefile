@@ -22,8 +22,10 @@ lab: $(BIN)/.ftcourse-installed
 lessons: $(BIN)/.ftcourse-installed
 	$(BIN)/ftcourse lessons ftcourse-lessons
 
+# One pytest-xdist worker per core, one torch thread each (conftest.py); a test module or a notebook stays
+# whole in one worker (--dist loadscope), so module fixtures and a notebook's kernel are never split.
 test: $(BIN)/.ftcourse-installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 # Quick local loop: the unit tests only (no claim tests over seeds, no notebooks). CI runs `make test`.
 test-fast: $(BIN)/.ftcourse-installed

@@ -4,6 +4,16 @@ Here and not in tests/conftest.py: a conftest's hooks only see the items below i
 lessons/*.ipynb items (nbval) are not below tests/.
 """
 
+import os
+
+# `make test` runs the suite in pytest-xdist workers, one per core (`-n auto --dist loadscope`: each test
+# module and each notebook stays whole in one worker). Each worker then uses one torch thread, and so do
+# the notebook kernels it starts (they inherit the environment): two single-thread processes get more
+# out of two cores than one process with two threads, and 1 thread is a summation order the
+# notebooks are checked under anyway. An explicit $FTCOURSE_THREADS wins.
+if os.environ.get("PYTEST_XDIST_WORKER") and "FTCOURSE_THREADS" not in os.environ:
+    os.environ["FTCOURSE_THREADS"] = "1"
+
 _SECONDS_PER_FILE: dict[str, float] = {}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import time
@@ -50,6 +51,7 @@ def main(argv=None) -> None:
     shots = args.shots or ([10] if args.quick else [10, 50])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     steps = 20 if args.quick else fc.RECIPE_DEFAULTS["steps"]
+    os.environ["FTCOURSE_THREADS"] = str(args.threads)  # every recipe calls seed_everything, which sets this count
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
     out = {"command": "python benchmarks/new_tasks_table.py" + (" --quick" if args.quick else ""),

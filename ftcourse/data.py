@@ -248,6 +248,35 @@ def source_task(norm="source", seed: int = 0) -> Task:
     return _build("source: cluttered digits 0-4", SOURCE_DIGITS, train, seed, test, None, 1.0, None, norm)
 
 
+SOURCE_VAL = 50  # per class, from the end of the source training images: shifted_source_task's validation split
+
+
+def shifted_source_task(shift: str, shots: int = 10, seed: int = 0, severity: float = 1.0) -> Task:
+    """The source task (digits 0-4, the pretrained head's own labels) with its inputs shifted: an input-level shift.
+
+    `shots` training images per class drawn with `seed` from the first 350 source training images of each
+    class (images the backbone was pretrained on, now shifted); validation: the last 50 per class; test:
+    the 500 source test images, never seen in pretraining. All three shifted by `shift` at `severity`,
+    normalised with the source statistics, class-interleaved. The labels do not change: only the inputs
+    did (for surgical fine-tuning, Lee et al. 2023; `target_task(shift=...)` changes both).
+    """
+    _check_shift(shift, severity)
+    if shift is None:
+        raise ValueError(f"shift must be one of {SHIFTS}: shifted_source_task is the source task with shifted inputs")
+    limit = SOURCE_SPLIT[0] - SOURCE_VAL
+    ok_shots = isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and 1 <= shots <= limit
+    if not ok_shots:
+        raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    train, test = _split(SOURCE_DIGITS, SOURCE_SPLIT)
+    rng = np.random.default_rng(seed)
+    chosen = interleave([rng.choice(p[:limit], size=int(shots), replace=False) for p in train])
+    val = interleave([p[limit:] for p in train])
+    return _build(f"source digits 0-4, shift={shift}, {shots}/class", SOURCE_DIGITS, chosen, 2000 + int(seed),
+                  interleave(test), shift, severity, shift, "source", val_idx=val)
+
+
 def target_task(shots: int | None = None, seed: int = 0, shift: str | None = None, severity: float = 1.0,
                 test_shift: str | None = "same", norm="source") -> Task:
     """The new task: cluttered digits 5-9 (labels 0-4), `shots` training images per class drawn with `seed`.
@@ -367,6 +396,45 @@ def image_folder(path, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, tr
 
 
 # ---------------------------------------------------------------- two more target tasks from real images
+def folder_task(path, size: int = 224, val_per_class: int = 2, test_per_class: int = 2, shots: int | None = None,
+                seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Task:
+    """A learner's image folder (one sub-folder per class) as an in-memory Task, split class by class.
+
+    Every image is read once through `image_folder` (resized to `size`, normalised with `mean`/`std`:
+    ImageNet's by default, for torchvision's weights). Per class, with `seed`: `test_per_class` images
+    for the test set, `val_per_class` for validation (choices), and of the rest `shots` for training (all
+    if None). Each class must have enough images for all three. Suits a few hundred images; for more,
+    stream `image_folder(path, train=True)` through a DataLoader instead.
+    """
+    for name, v in (("val_per_class", val_per_class), ("test_per_class", test_per_class)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1 (images per class), got {v!r}")
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
+        raise ValueError(f"shots must be an int >= 1 or None (all the rest), got {shots!r}")
+    images = image_folder(path, size=size, mean=mean, std=std)
+    labels = np.array(images.targets)
+    counts = np.bincount(labels, minlength=len(images.classes))
+    need = val_per_class + test_per_class + (shots or 1)
+    short = [f"{c} ({n})" for c, n in zip(images.classes, counts) if n < need]
+    if short:
+        raise ValueError(f"{Path(path)}: each class needs at least {need} images (val {val_per_class} + test "
+                         f"{test_per_class} + training {shots or 1}); too few in {', '.join(short)}: add images "
+                         "or lower val_per_class / test_per_class / shots")
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == k)) for k in range(len(images.classes))]
+    test = interleave([p[:test_per_class] for p in per_class])
+    val = interleave([p[test_per_class:test_per_class + val_per_class] for p in per_class])
+    rest = [p[test_per_class + val_per_class:] for p in per_class]
+    train = interleave([r if shots is None else r[:shots] for r in rest])
+
+    def xy(idx):
+        return torch.stack([images[int(i)][0] for i in idx]), torch.as_tensor(labels[idx], dtype=torch.long)
+
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = xy(train), xy(val), xy(test)
+    return Task(f"folder {Path(path).name}, {len(y_tr)} training images", x_tr, y_tr, x_te, y_te,
+                tuple(images.classes), tuple(mean), tuple(std), x_val=x_va, y_val=y_va)
+
+
 NEAR_FILE = "uci_digits.npy.gz"  # made by scripts/make_tasks.py; format in data/MANIFEST.json
 FAR_FILE = "textures.npy.gz"
 NEAR_CLASSES = tuple(str(d) for d in range(10))
@@ -471,4 +539,4 @@ def far_task(shots: int | None = None, seed: int = 0, norm="source") -> Task:
     return _table_task(FAR_FILE, FAR_CLASSES, "far: grey textures", "far_task", shots, seed, norm)
 
 
-__all__ += ["near_task", "far_task", "NEAR_CLASSES", "FAR_CLASSES"]
+__all__ += ["near_task", "far_task", "NEAR_CLASSES", "FAR_CLASSES", "shifted_source_task", "SOURCE_VAL", "folder_task"]

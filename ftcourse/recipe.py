@@ -143,8 +143,9 @@ def _optimizer(groups, lr) -> torch.optim.Optimizer:
 
 
 def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
-               rates=RATE_CANDIDATES, device=None, progress: bool = False,
-               fold: bool = True) -> tuple[nn.Module, RecipeReport]:
+               rates=RATE_CANDIDATES, device=None, progress: bool = False, fold: bool = True,
+               adabn_policy: bool | None = None, final_steps: int | None = None,
+               head_steps: int | None = None) -> tuple[nn.Module, RecipeReport]:
     """Fine-tune a pretrained CNN on `task` with every decision of the course measured; returns (model, report).
 
     model: default ftcourse.load_pretrained(); any torchvision CNN with a Linear head and known layer groups
@@ -153,6 +154,9 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     `rates`: candidate rates (one for every layer); each gets a short run of CHOICE_FRACTION * steps steps and
     the largest rate within one standard error of the best validation accuracy trains for the remaining steps
     (steps minus one more short run, the cost of the measurements). The test set is evaluated once, at the end.
+    Ablations: `adabn_policy` True/False forces AdaBN on/off (None: decided by the BN gap); `final_steps`
+    sets the final run's length (None: what the budget leaves); `head_steps` the warm-up's length (None:
+    `steps`; 0: no warm-up, the new head starts random).
     """
     _check(task, model, steps, batch_size, rates)
     device = get_device(device)
@@ -164,7 +168,7 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     # 1. BN statistics: the BN gap on the validation images (no labels); AdaBN with the training images
     t0 = time.perf_counter()
     report.bn_gap_before = report.bn_gap_after = bn_gap(model, x_val) if bn_modules(model) else 0.0
-    report.adabn_applied = report.bn_gap_before > ADABN_THRESHOLD
+    report.adabn_applied = report.bn_gap_before > ADABN_THRESHOLD if adabn_policy is None else bool(adabn_policy)
     if report.adabn_applied:
         adabn(model, make_loader(task.x_train, task.y_train, batch_size=64))
         report.bn_gap_after = bn_gap(model, x_val)
@@ -175,11 +179,14 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     # 2. head warm-up on cached features (linear_probe's recipe)
     t0 = time.perf_counter()
     head = replace_head(model, task.num_classes, seed=seed)
-    feats, labels = precompute_features(model, (task.x_train, task.y_train), device=device)
-    fit(head, make_loader(feats, labels, batch_size=batch_size, shuffle=True, seed=seed), steps=steps, device=device,
-        optimizer=make_optimizer(head, lr=RECIPE_DEFAULTS["lr_probe"], weight_decay=wd), progress=False)
+    head_steps = steps if head_steps is None else int(head_steps)
+    if head_steps > 0:
+        feats, labels = precompute_features(model, (task.x_train, task.y_train), device=device)
+        fit(head, make_loader(feats, labels, batch_size=batch_size, shuffle=True, seed=seed), steps=head_steps,
+            device=device, optimizer=make_optimizer(head, lr=RECIPE_DEFAULTS["lr_probe"], weight_decay=wd),
+            progress=False)
     report.head_val_accuracy = evaluate(model, (x_val, y_val), device=device)
-    report.add("2 head warm-up", f"new head, {steps} steps on cached features",
+    report.add("2 head warm-up", f"new head, {head_steps} steps on cached features",
                f"val accuracy {report.head_val_accuracy:.3f}", time.perf_counter() - t0)
 
     # 3. BN policy for the batch size
@@ -210,7 +217,8 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     # 5. learning rate: short runs from the warmed-up model, judged on validation
     t0 = time.perf_counter()
     short = max(1, int(steps * CHOICE_FRACTION))
-    report.steps_per_candidate, report.final_steps = short, max(1, steps - short * (len(rates) + 1))
+    report.steps_per_candidate = short
+    report.final_steps = max(1, steps - short * (len(rates) + 1)) if final_steps is None else int(final_steps)
     for lr in rates:
         trial = copy.deepcopy(model)
         fit(trial, _train_loader(task, batch_size, seed), steps=short, optimizer=_optimizer(layer_groups(trial), lr),

@@ -17,19 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision import models as tvm
 
 from .cost import backward_graph_size
 from .data import Task, make_loader, shifted_test_set
 from .grads import GradientRecorder, snapshot, update_ratios
-from .groups import N_GROUPS, freeze_to, layer_groups, short_group_names, unit_groups, unit_names
-from .models import course_backbone, load_pretrained, replace_head
+from .groups import (N_GROUPS, freeze, freeze_to, layer_groups, model_units, short_group_names, unfreeze,
+                     unit_groups, unit_names)
+from .models import course_backbone, find_head, load_pretrained, replace_head
 from .optim import make_optimizer, param_groups
 from .runtime import get_device, seed_everything
 from .train import evaluate, fit, precompute_features
 
 __all__ = ["RECIPE_DEFAULTS", "OOD_SHIFTS", "train_from_scratch", "linear_probe", "fine_tune", "lp_ft",
            "gradual_unfreeze", "shifted_accuracy", "compare_baselines", "run_frozen_steps", "run_lr_steps",
-           "FASTAI_MOMS", "fastai_fine_tune"]
+           "FASTAI_MOMS", "fastai_fine_tune", "surgical_blocks", "surgical_fine_tune"]
 
 OOD_SHIFTS = ("contrast", "colour", "blur")  # out-of-distribution test sets for LP vs FT, at severity 0.5
 
@@ -300,3 +302,53 @@ def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float
             fit(model, train, steps=steps, optimizer=optimizer, schedule=None, on_step=schedule, progress=progress,
                 device=device)
     return model, evaluate(model, (task.x_test, task.y_test), device=device)
+
+
+# ---------------------------------------------------------------- surgical fine-tuning (Lee et al. 2023)
+def surgical_blocks(model: nn.Module) -> list[list[nn.Module]]:
+    """The body in blocks for surgical fine-tuning, input to output (the head is not a block).
+
+    A ResNet's stem joins its first stage: [[conv1, bn1, relu, maxpool, layer1], [layer2], [layer3], [layer4]],
+    the four blocks of Lee et al. Other families: one block per unit of `model_units` (the head left out).
+    """
+    body = model_units(model)[:-1]
+    if isinstance(model, tvm.ResNet) and len(body) == 5:  # stem + 4 stages
+        return [body[0] + body[1], *body[2:]]
+    return body
+
+
+def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = 200, lr: float = 0.01, batch_size: int = 32,
+                       model: nn.Module | None = None, progress: bool = False,
+                       device=None) -> tuple[nn.Module, float]:
+    """Train one block of the body alone, everything else frozen (head and BN statistics included); (model, accuracy).
+
+    block: an index into `surgical_blocks(model)` (0 the first block, -1 the last) or "all" (every layer
+    trains: the baseline). `model` is the start point and must already have a head for the task's labels:
+    the pretrained head when only the inputs shifted, a linear probe's head for new labels. Default: the
+    linear probe of `task` (ftcourse.linear_probe, same seed). SGD at one rate, the course's one-cycle.
+    Lee et al. 2023 ("Surgical fine-tuning"): for a shift of the inputs the first block is the one to
+    train, for a change of the labels the last.
+    """
+    blocks_of = None if model is None else surgical_blocks(model)
+    n = len(blocks_of) if blocks_of is not None else 4
+    if not (block == "all" or (isinstance(block, int) and not isinstance(block, bool) and -n <= block < n)):
+        raise ValueError(f"block must be 'all' or a block index from {-n} to {n - 1} (0 = first, -1 = last), "
+                         f"got {block!r}")
+    if model is None:
+        model, _ = linear_probe(task, seed=seed, device=device)
+    elif find_head(model)[1].out_features != task.num_classes:
+        raise ValueError(f"the model's head has {find_head(model)[1].out_features} outputs and {task.name!r} has "
+                         f"{task.num_classes} classes: warm a head for the task first (ftcourse.linear_probe)")
+    seed_everything(seed)
+    blocks = surgical_blocks(model)
+    if block == "all":
+        unfreeze(model)
+    else:
+        freeze(model)
+        unfreeze(blocks[block])
+    opt = make_optimizer(model, lr=lr, weight_decay=RECIPE_DEFAULTS["weight_decay"])
+    train, test = task.loaders(batch_size=batch_size, seed=seed)
+    fit(model, train, steps=steps, optimizer=opt, device=device, progress=progress)
+    unfreeze(model)  # hand back a model that trains and evaluates normally
+    return model, evaluate(model, test, device=device)
+

@@ -8,12 +8,12 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "DEFAULT_THREADS"]
+__all__ = ["seed_everything", "get_device", "DEFAULT_THREADS", "default_threads"]
 
 DEFAULT_THREADS = 2  # the course's reference machine is a 2-core CPU; $FTCOURSE_THREADS overrides it
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     """$FTCOURSE_THREADS if set (e.g. 1, to check that results hold under another summation order), else 2."""
     value = os.environ.get("FTCOURSE_THREADS", str(DEFAULT_THREADS))
     if not value.isdigit() or int(value) < 1:
@@ -31,7 +31,7 @@ def seed_everything(seed: int = 0, threads: int | None = None, deterministic: bo
         raise ValueError(f"seed must be a non-negative int, e.g. seed_everything(0), got {seed!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
         raise ValueError(f"threads must be an int >= 1 (0 leaves torch's setting alone), got {threads!r}")
-    threads = _default_threads() if threads is None else threads
+    threads = default_threads() if threads is None else threads
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 import ftcourse  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(ftcourse.default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 
 
 @pytest.fixture(autouse=True)

@@ -90,3 +90,23 @@ def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():
     assert re.search(r"^  adabn seed 0: \d+ s$", text, re.M) and "adabn: wrote" in text
     assert "data/results" not in text  # --quick writes into a temporary folder
     assert {p: p.read_bytes() for p in shipped} == before
+
+
+def test_recipe_table_quick_trains_five_methods_and_prints_the_table():
+    text = _run("recipe_table.py", "--threads", "1")
+    assert re.search(r"^10 images per class; trained now: seeds \[0\], 20 steps per method, 1 threads$", text, re.M)
+    assert re.search(r"^task\s+method\s+test accuracy\s+seconds$", text, re.M)
+    rows = [line for line in text.splitlines() if line.startswith("far ")]
+    assert [r.split("  ")[0].split(None, 1)[1].strip() for r in rows] == list(
+        ("scratch", "linear probe", "fine-tune", "fastai fine_tune", "recipe"))
+    assert all(re.search(r"\s0\.\d{3} \(0\.\d\d-0\.\d\d\)\s+\d+\.\d$", r) for r in rows), rows
+    assert re.search(r"^\s+best on the mean: (scratch|linear probe|fine-tune|fastai fine_tune|recipe)$", text, re.M)
+
+
+def test_recipe_table_prints_the_shipped_file_without_training():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_table.py")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "data/results/recipe.json" in out.stdout and "trained now" not in out.stdout
+    for task in ("digits", "near", "far"):
+        assert len([line for line in out.stdout.splitlines() if line.startswith(task + " ")]) == 5

@@ -5,13 +5,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models
 
+from ftcourse.runtime import default_threads
 from ftcourse.bn import bn_stats_frozen
 from ftcourse.groups import (freeze, freeze_to, group_label, is_frozen, layer_groups, model_units,
                              short_group_names, trainable_summary, unfreeze, unit_groups, unit_names)
 from ftcourse.tables import Table
 from ftcourse.models import course_backbone, find_head
 
-torch.set_num_threads(2)
+torch.set_num_threads(default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 
 ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11_bn", "vgg16_bn", "vgg16",
          "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",

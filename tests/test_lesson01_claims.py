@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import ftcourse
 from ftcourse import studies
 
-torch.set_num_threads(2)
+torch.set_num_threads(ftcourse.default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 SEEDS = studies.seeds_to_check()  # seeds 0-2, and any in $FTCOURSE_CLAIM_SEEDS (`make claims`): all trained here
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import torch
 import ftcourse
 from ftcourse import studies
 
-torch.set_num_threads(2)
+torch.set_num_threads(ftcourse.default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 FRESH = studies.fresh_seeds()  # trained here: seed 0 in `make test`, $FTCOURSE_CLAIM_SEEDS in `make claims`
 SEEDS = studies.seeds_to_check(FRESH)  # claims asserted on these: fresh runs, else the shipped file's numbers
 SEED_IDS = [f"{s}-{'fresh' if s in FRESH else 'shipped'}" for s in SEEDS]

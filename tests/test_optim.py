@@ -5,11 +5,12 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models
 
+from ftcourse.runtime import default_threads
 from ftcourse.groups import freeze_to, layer_groups, unfreeze
 from ftcourse.models import course_backbone, replace_head
 from ftcourse.optim import describe_param_groups, even_mults, layerwise_lrs, param_groups, ulmfit_lrs
 
-torch.set_num_threads(2)
+torch.set_num_threads(default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 
 NAMES = ["resnet18", "resnet50", "course_backbone"]
 

@@ -104,3 +104,13 @@ def test_a_torchvision_resnet18_runs_the_recipe():
     with torch.no_grad():
         scale = model.eval()(task.x_test[:64]).abs().max().item()
     assert report.fold_max_diff <= 1e-5 * max(1.0, scale)  # float32 rounding of large random-weight logits
+
+
+def test_ablation_switches_do_what_they_say():
+    task = ftcourse.far_task(shots=4, seed=0)
+    _, off = recipe.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=False, head_steps=0, final_steps=3)
+    assert not off.adabn_applied and off.bn_gap_after == off.bn_gap_before
+    assert off.rows[1]["decision"].startswith("new head, 0 steps") and off.final_steps == 3
+    _, on = recipe.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=True)
+    assert on.adabn_applied and on.bn_gap_after < on.bn_gap_before
+    assert on.final_steps == 10 - 1 * (len(on.rate_scores) + 1)  # the default budget: steps minus the measurements

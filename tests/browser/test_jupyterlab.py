@@ -34,7 +34,8 @@ RUN_ALL_TIMEOUT_S = 400  # the slowest lesson runs in about 110 s on 2 cores; th
 # Lessons whose cells build an explorer (ipywidgets) and whose long cells show tqdm bars.
 EXPLORERS = {"01_where_backprop_stops": "run", "03_differential_learning_rates": "run"}
 MIN_BARS = {"00_welcome_and_setup": 0, "01_where_backprop_stops": 1, "02_warming_up_the_head": 1,
-            "03_differential_learning_rates": 1, "04_batchnorm_when_fine_tuning": 1, "06_beyond_one_process": 1}
+            "03_differential_learning_rates": 1, "04_batchnorm_when_fine_tuning": 1, "05_the_recipe": 1,
+            "06_beyond_one_process": 1}
 
 try:
     from playwright import sync_api as playwright
