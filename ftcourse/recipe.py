@@ -245,7 +245,7 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
         t0 = time.perf_counter()
         model.eval()
         report.folded_model, folded = fold_bn(model, return_report=True)
-        x = task.x_test[:32].to(device)
+        x = x_val[:32].to(device)
         with torch.no_grad():
             report.fold_max_diff = (model(x) - report.folded_model(x)).abs().max().item()
         ms = forward_ms([model, report.folded_model], x, reps=5)

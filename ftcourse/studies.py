@@ -38,7 +38,7 @@ __all__ = ["STUDY_SEEDS", "DATA_SIZES", "BN_BATCH_SIZES", "RATE_SWEEP", "warm_up
            "rates_study", "choose_rate", "IN_LESSONS", "checked_in_lesson", "lesson_aware", "bn_policy_study", "adabn_study", "freeze_then_discriminative", "STUDIES",
            "results_path", "write_results", "read_results", "differences_from_shipped", "summarise",
            "fresh_seeds", "seeds_to_check", "results_per_seed", "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
-           "fastai_epochs", "recipe_study", "SURGICAL_TASKS", "SURGICAL_SETUPS", "surgical_study"]
+           "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS", "surgical_study"]
 
 STUDY_SEEDS = (0, 1, 2)
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
@@ -207,6 +207,8 @@ def adabn_study(seed: int, sizes=(8, 32, 128, 512)) -> dict[str, float]:
 NEW_TASK_SHOTS = 10  # images per class: where the choices matter most (and the one-call baseline led on digits)
 RECIPE_TASKS = {"digits": target_task, "near": near_task, "far": far_task}
 RECIPE_METHODS = ("scratch", "linear probe", "fine-tune", "fastai fine_tune", "recipe")
+RECIPE_MACHINE_TOL = 0.10  # run_recipe's accuracy between machines: its final run at the chosen rate (up to 0.1)
+# amplifies summation-order differences (far task, seed 0: 0.860 with 1 torch thread, 0.798 with 2, same choices)
 FASTAI_BASE_LR = 1e-2  # the base_lr of the issue's measurement with real fastai 2.8 (fastai's default is 2e-3)
 
 
