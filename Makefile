@@ -62,7 +62,11 @@ slides: $(BIN)/.ftcourse-installed $(SLIDES_JS)
 
 # Every lesson run in JupyterLab in a real browser (Debian's chromium driven by Playwright), and the
 # offline deck of lesson 01 at 1280x720; screenshots in build/browser/. Needs `apt-get install chromium`.
+# Two workers, each with its own JupyterLab and Chromium, kernels on one torch thread (conftest.py): two
+# lessons at a time: 481 s on this 2-core machine (2026-11-30). One lesson alone: 02 took 106 s with 2 threads, 136 with 1.
 .PHONY: browser-test
 browser-test: $(BIN)/.ftcourse-installed slides
 	$(BIN)/python -m pip install -q -e ".[browser]"
-	$(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -s tests/browser
+	rm -f build/browser/report.txt
+	$(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -n 2 --dist load tests/browser
+	cat build/browser/report.txt

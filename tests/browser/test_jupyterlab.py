@@ -43,6 +43,14 @@ except ImportError as e:  # a clear error, not a skip: this file runs only when 
     raise ImportError('the browser test needs Playwright: pip install -e ".[browser]"') from e
 
 
+def _report(line: str) -> None:
+    """Print a result line and append it to SHOTS/report.txt (xdist workers' prints do not reach the terminal)."""
+    print("\n" + line)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with open(SHOTS / "report.txt", "a") as f:
+        f.write(line + "\n")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -194,7 +202,7 @@ def test_lesson_runs_and_renders_in_jupyterlab(lab, browser, path):
             widgets.first.scroll_into_view_if_needed()
             widgets.first.screenshot(path=str(SHOTS / f"{path.stem}-first-widget.png"))
         page.screenshot(path=str(SHOTS / f"{path.stem}-end.png"))
-        print(f"\n{path.name}: all cells in {seconds:.0f} s, {widgets.count()} widgets, {bars} tqdm bars")
+        _report(f"{path.name}: all cells in {seconds:.0f} s, {widgets.count()} widgets, {bars} tqdm bars")
     finally:
         page.close()
 
@@ -232,7 +240,7 @@ def test_offline_slides_project_at_1280x720(browser):
                                     ".filter(s => !s.querySelector('section')).map(s => s.scrollHeight)")
             assert len(heights) >= 6, f"{deck.name}: {len(heights)} slides"
             too_tall += [f"{deck.stem} slide {k + 1}: {h} px" for k, h in enumerate(heights) if h > 720]
-            print(f"\n{deck.stem}: {len(heights)} slides and sub-slides, tallest {max(heights)} px")
+            _report(f"{deck.stem}: {len(heights)} slides and sub-slides, tallest {max(heights)} px")
         assert not too_tall, f"taller than a 720-px screen: {too_tall}"
     finally:
         context.close()
