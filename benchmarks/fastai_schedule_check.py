@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def main(argv=None) -> None:
     ap.add_argument("--base-lr", type=float, default=1e-2)
     ap.add_argument("--test", type=int, default=200, help="test images used (a class-balanced prefix)")
     args = ap.parse_args(argv)
+    os.environ["FTCOURSE_THREADS"] = "1"  # seed_everything (called by every recipe) sets this count
     torch.set_num_threads(1)
     print(f"fastai {fastai.__version__}, torch {torch.__version__}")
 

@@ -1,5 +1,7 @@
 """What the benchmark scripts in this folder share: device set-up, the model list, and printing a table."""
 
+import os
+
 import torch
 
 import ftcourse as ft
@@ -9,6 +11,7 @@ def bench_device(name: str, threads: int) -> torch.device:
     """The device to measure on, with the CPU thread count fixed; a clear exit if CUDA is asked for but absent."""
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
+    os.environ["FTCOURSE_THREADS"] = str(threads)  # seed_everything (called by every recipe) sets this count
     torch.set_num_threads(threads)
     return torch.device(name)
 
