@@ -178,7 +178,7 @@ def test_lesson_runs_and_renders_in_jupyterlab(lab, browser, path):
         _menu(page, "Edit", "Clear Outputs of All Cells")
         page.wait_for_function("document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length === 0"
                                " && [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]"
-                               ".every(p => !/\\d/.test(p.textContent))", timeout=20_000)
+                               ".every(p => !/\\d/.test(p.textContent))", timeout=60_000)  # 20 s timed out once with two workers starting
         page.wait_for_timeout(1000)  # let the clear settle before the run starts
         t0 = time.monotonic()
         _run_all(page)
