@@ -5,8 +5,8 @@
     python scripts/check_portability.py --device cuda --lax   # on a GPU machine: errors and claims only
 
 Another thread count changes the summation order of CPU kernels, a cheap stand-in for another
-machine; another interpreter tests another torch/torchvision (the lowest supported pair:
-`pip install "torch==2.1.2" "torchvision==0.16.2" "numpy<2" -e ".[test]"` into a side venv). With
+machine; another interpreter tests another torch/torchvision (a side venv with, say,
+`pip install "torch==2.14.*" "torchvision==0.29.*" -e ".[test]"`: the lowest pair pyproject.toml allows). With
 `--lax` (nbval's --nbval-lax) only errors fail, for CUDA where the random streams differ from the CPU's.
 Prints one line per run and exits non-zero if any run failed.
 """
@@ -35,6 +35,9 @@ def run(python: str, threads: int, device: str, lax: bool, lessons: list[str]) -
     if out.returncode != 0:
         failed = [line for line in lines if line.startswith("FAILED")]
         summary += "\n    " + "\n    ".join(failed[:20])
+    if "time per file" in out.stdout:  # the root conftest's section: seconds per lesson
+        per_file = out.stdout.split("time per file", 1)[1].splitlines()[1:]
+        summary += "\n    " + "\n    ".join(line.strip() for line in per_file if line.strip().endswith(".ipynb"))
     return out.returncode == 0, summary, time.perf_counter() - t0
 
 
