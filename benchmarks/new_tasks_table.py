@@ -8,8 +8,8 @@
 near: other people's handwritten digits 0-9 (UCI, scaled-up 8x8 scans, cluttered as the course's; 800 test
 images); far: patches of five grey textures (480 test patches). Test accuracy, mean and spread (min-max)
 over seeds; the recipes are ftcourse.recipes (same steps for every method), as in transfer_table.py.
-Reference, the course's own target (cluttered MNIST digits 5-9, README): 10/class scratch 0.408,
-linear probe 0.638, fine-tune 0.697; 50/class 0.588, 0.732, 0.807.
+The last line compares with the course's own target (cluttered MNIST digits 5-9), read from
+data/results/data_size.json (`python benchmarks/transfer_table.py` prints it).
 """
 from __future__ import annotations
 
@@ -25,11 +25,18 @@ from pathlib import Path
 import torch
 
 import ftcourse as fc
+from ftcourse import studies
 
 TASKS = {"near": fc.near_task, "far": fc.far_task}
 METHODS = ("scratch", "linear probe", "fine-tune")
-REFERENCE = {"10": {"scratch": 0.408, "linear probe": 0.638, "fine-tune": 0.697},
-             "50": {"scratch": 0.588, "linear probe": 0.732, "fine-tune": 0.807}}
+
+
+def course_target_reference() -> dict[str, dict[str, float]]:
+    """{shots: {method: mean test accuracy}} on the course's target, seeds 0-2, from data/results/data_size.json."""
+    runs = list(studies.read_results("data_size")["seeds"].values())
+    keys = {"scratch": "scratch", "linear probe": "probe", "fine-tune": "fine-tune"}
+    return {k: {m: statistics.fmean(r[f"{k}/class test {key}"] for r in runs) for m, key in keys.items()}
+            for k in ("10", "50")}
 
 
 def _cell(v: list[float]) -> str:
@@ -56,8 +63,7 @@ def main(argv=None) -> None:
     t_all = time.perf_counter()
     out = {"command": "python benchmarks/new_tasks_table.py" + (" --quick" if args.quick else ""),
            "steps": steps, "seeds": seeds, "torch": torch.__version__,
-           "machine": f"{platform.machine()}, {args.threads} threads", "tasks": {},
-           "reference_target_readme": REFERENCE}
+           "machine": f"{platform.machine()}, {args.threads} threads", "tasks": {}}
     if args.resume and args.save.exists():
         old = json.loads(args.save.read_text())
         if old.get("steps") == steps and old.get("seeds") == seeds:
@@ -102,8 +108,8 @@ def main(argv=None) -> None:
             _save(args.save, out)
     out["wall_seconds"] = round(time.perf_counter() - t_all, 1)
     ref = "; ".join(f"{k}/class FT - scratch {100 * (v['fine-tune'] - v['scratch']):+.1f} pt, LP - scratch "
-                    f"{100 * (v['linear probe'] - v['scratch']):+.1f} pt" for k, v in REFERENCE.items())
-    print(f"\ncourse target (cluttered MNIST 5-9, README): {ref}")
+                    f"{100 * (v['linear probe'] - v['scratch']):+.1f} pt" for k, v in course_target_reference().items())
+    print(f"\ncourse target (cluttered MNIST 5-9, data/results/data_size.json): {ref}")
     print(f"total {out['wall_seconds']:.0f} s")
     if args.save:
         _save(args.save, out)

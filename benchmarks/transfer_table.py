@@ -1,48 +1,70 @@
 """Does the shipped backbone help? Scratch vs linear probe vs full fine-tune on the target task.
 
-    python benchmarks/transfer_table.py            # 10 and 50 images per class, seeds 0 1 2 (~3 min, 2 cores)
-    python benchmarks/transfer_table.py --quick    # 10 per class, one seed, few steps (a smoke test)
+    python benchmarks/transfer_table.py            # prints the shipped data/results/data_size.json (no training)
+    python benchmarks/transfer_table.py --run      # trains seeds 0 1 2 at 10 and 50 per class (about 4 min, 2 cores)
+    python benchmarks/transfer_table.py --quick    # 10 per class, seed 0, 10 steps per method (a smoke test)
 
 Test accuracy on the fixed 1,000-image target test set (cluttered digits 5-9), mean and spread
-(min-max) over seeds; the recipes are ftcourse.recipes (same steps for every method).
+(min-max) over seeds. The three methods are ftcourse.recipes (200 SGD steps each) as
+`studies.data_size_study` runs them: the same numbers lesson 02's data-size table prints, so this
+table is the file, not a second training of it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import torch
 
 import ftcourse as fc
+from ftcourse import studies
+
+METHODS = {"scratch": "scratch", "linear probe": "probe", "fine-tune": "fine-tune"}  # column -> study key
+
+
+def table(per_seed: dict[int, dict[str, float]], shots) -> str:
+    """One row per training-set size: each method's mean (min-max) over seeds, and fine-tune minus scratch."""
+    runs = list(per_seed.values())
+    lines = [f"{'per class':>9} | {'scratch':>17} | {'linear probe':>17} | {'fine-tune':>17} | {'FT - scratch':>12}",
+             "-" * 85]
+    for k in shots:
+        acc = {col: [r[f"{k}/class test {key}"] for r in runs] for col, key in METHODS.items()}
+        cells = [f"{statistics.fmean(v):.3f} ({min(v):.2f}-{max(v):.2f})" for v in acc.values()]
+        gap = statistics.fmean(acc["fine-tune"]) - statistics.fmean(acc["scratch"])
+        lines.append(f"{k:>9} | " + " | ".join(f"{c:>17}" for c in cells) + f" | {100 * gap:>+10.1f} pt")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--shots", type=int, nargs="+", default=None)
-    ap.add_argument("--seeds", type=int, nargs="+", default=None)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--run", action="store_true", help="train instead of reading the shipped file")
+    mode.add_argument("--quick", action="store_true", help="10 per class, seed 0, 10 steps per method")
+    ap.add_argument("--shots", type=int, nargs="+", default=[10, 50])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(studies.STUDY_SEEDS))
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    shots = args.shots or ([10] if args.quick else [10, 50])
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    steps = 10 if args.quick else fc.RECIPE_DEFAULTS["steps"]
-    torch.set_num_threads(2)
-    src = fc.source_task()
-    print(f"source: {src.name}; pretrained backbone source test accuracy "
-          f"{fc.evaluate(fc.load_pretrained(), (src.x_test, src.y_test)):.3f}")
-    print(f"target: cluttered digits 5-9, 1000 test images; {steps} SGD steps per method; seeds {seeds}\n")
-    print(f"{'per class':>9} | {'scratch':>17} | {'linear probe':>17} | {'fine-tune':>17} | {'FT - scratch':>12}")
-    print("-" * 85)
-    for k in shots:
-        results = {"scratch": [], "linear probe": [], "fine-tune": []}
-        t0 = time.perf_counter()
-        for seed in seeds:
-            for name, acc in fc.compare_baselines(fc.target_task(shots=k, seed=seed), seed=seed, steps=steps).items():
-                results[name].append(acc)
-        cells = [f"{statistics.mean(v):.3f} ({min(v):.2f}-{max(v):.2f})" for v in results.values()]
-        gap = statistics.mean(results["fine-tune"]) - statistics.mean(results["scratch"])
-        print(f"{k:>9} | " + " | ".join(f"{c:>17}" for c in cells) + f" | {100 * gap:>+10.1f} pt"
-              f"   [{time.perf_counter() - t0:.0f} s]")
+    os.environ["FTCOURSE_THREADS"] = str(args.threads)  # every recipe calls seed_everything, which sets this count
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        shots, t0 = [10], time.perf_counter()
+        found = fc.compare_baselines(fc.target_task(shots=10, seed=0), seed=0, steps=10)
+        per_seed = {0: {f"10/class test {key}": found[col] for col, key in METHODS.items()}}
+        source = f"trained now: seed 0, 10 steps per method, {args.threads} threads ({time.perf_counter() - t0:.0f} s)"
+    elif args.run:
+        shots, t0, per_seed = args.shots, time.perf_counter(), {}
+        for seed in args.seeds:
+            per_seed[seed] = studies.data_size_study(seed, sizes=tuple(shots))
+            print(f"  seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+        source = f"trained now: seeds {args.seeds}, 200 steps per method, {args.threads} threads"
+    else:
+        shipped = studies.read_results("data_size")
+        shots, per_seed = args.shots, {int(s): v for s, v in shipped["seeds"].items()}
+        source = f"data/results/data_size.json ({shipped['command']}, torch {shipped['torch']}, {shipped['machine']})"
+    print(f"target: cluttered digits 5-9, 1000 test images; {source}\n")
+    print(table(per_seed, shots))
 
 
 if __name__ == "__main__":

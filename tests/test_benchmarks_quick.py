@@ -1,4 +1,5 @@
-"""benchmarks/freeze_cost.py runs in --quick mode and prints its table (no timing assertions)."""
+"""Every benchmark script runs: in --quick mode, or printing its shipped file (no timing assertions)."""
+import json
 import re
 import subprocess
 import sys
@@ -110,3 +111,23 @@ def test_recipe_table_prints_the_shipped_file_without_training():
     assert "data/results/recipe.json" in out.stdout and "trained now" not in out.stdout
     for task in ("digits", "near", "far"):
         assert len([line for line in out.stdout.splitlines() if line.startswith(task + " ")]) == 5
+
+
+def test_transfer_table_prints_the_data_size_study_without_training():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer_table.py")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "data/results/data_size.json" in out.stdout and "trained now" not in out.stdout
+    seeds = json.loads((ROOT / "data" / "results" / "data_size.json").read_text())["seeds"].values()
+    for k in (10, 50):
+        row = next(line for line in out.stdout.splitlines() if line.startswith(f"{k:>9} |"))
+        means = [float(m) for m in re.findall(r"(0\.\d{3}) \(", row)]
+        expected = [sum(s[f"{k}/class test {key}"] for s in seeds) / len(seeds) for key in ("scratch", "probe", "fine-tune")]
+        assert len(means) == 3 and all(abs(m - e) <= 0.0005 + 1e-9 for m, e in zip(means, expected)), (row, expected)
+
+
+def test_transfer_table_quick_trains_three_methods():
+    text = _run("transfer_table.py", "--threads", "1")
+    assert re.search(r"trained now: seed 0, 10 steps per method, 1 threads", text)
+    assert re.search(r"^\s+10 \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \|"
+                     r"\s+[+-]\d+\.\d pt$", text, re.M), text
