@@ -61,7 +61,7 @@ slides: $(BIN)/.ftcourse-installed $(SLIDES_JS)
 	    --SlidesExporter.reveal_scroll=True --SlidesExporter.reveal_width=1280 --SlidesExporter.reveal_height=720
 
 # Every lesson run in JupyterLab in a real browser (Debian's chromium driven by Playwright), and the
-# offline deck of lesson 01 at 1280x720; screenshots in build/browser/. Needs `apt-get install chromium`.
+# offline deck of every lesson at 1280x720 (no slide taller than the screen); screenshots in build/browser/. Needs `apt-get install chromium`.
 # Two workers, each with its own JupyterLab and Chromium, kernels on one torch thread (conftest.py): two
 # lessons at a time: 481 s on this 2-core machine (2026-11-30). One lesson alone: 02 took 106 s with 2 threads, 136 with 1.
 .PHONY: browser-test

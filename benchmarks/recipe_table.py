@@ -1,7 +1,7 @@
 """Lesson 05's table: scratch, linear probe, fine-tune, fastai's fine_tune and run_recipe on three tasks, over seeds.
 
     python benchmarks/recipe_table.py            # prints the shipped data/results/recipe.json (no training)
-    python benchmarks/recipe_table.py --run      # trains seeds 0 1 2 again (about 8 min on 2 cores) and prints it
+    python benchmarks/recipe_table.py --run      # trains seeds 0 1 2 again (about 6 min on 2 cores) and prints it
     python benchmarks/recipe_table.py --quick    # the far task, seed 0, 20 steps per method: a smoke test
 
 Test accuracy as mean (min-max) over seeds and mean wall seconds per method, 10 images per class, about
