@@ -1,7 +1,7 @@
 """Does the shipped backbone help? Scratch vs linear probe vs full fine-tune on the target task.
 
     python benchmarks/transfer_table.py            # prints the shipped data/results/data_size.json (no training)
-    python benchmarks/transfer_table.py --run      # trains seeds 0 1 2 at 10 and 50 per class (about 4 min, 2 cores)
+    python benchmarks/transfer_table.py --run      # trains seeds 0 1 2 at 10 and 50 per class (part of the 6-min study)
     python benchmarks/transfer_table.py --quick    # 10 per class, seed 0, 10 steps per method (a smoke test)
 
 Test accuracy on the fixed 1,000-image target test set (cluttered digits 5-9), mean and spread
