@@ -29,7 +29,7 @@ test: $(BIN)/.ftcourse-installed
 
 # Quick local loop: the unit tests only (no claim tests over seeds, no notebooks). CI runs `make test`.
 test-fast: $(BIN)/.ftcourse-installed
-	$(BIN)/python -m pytest -m "not slow" tests
+	$(BIN)/python -m pytest -m "not slow" tests/unit tests/notebooks
 
 doctor: $(BIN)/.ftcourse-installed
 	$(BIN)/ftcourse doctor
@@ -41,7 +41,7 @@ clean-venv:
 # about an hour on 2 cores (lesson 05's studies alone take about 13 min for seeds 3-5). `make test` re-trains seed 0 and checks the other shipped seeds' numbers.
 .PHONY: claims
 claims: $(BIN)/.ftcourse-installed
-	FTCOURSE_CLAIM_SEEDS=0,1,2,3,4,5 $(BIN)/python -m pytest tests/test_lesson0*_claims.py tests/test_transfer_claims.py
+	FTCOURSE_CLAIM_SEEDS=0,1,2,3,4,5 $(BIN)/python -m pytest tests/claims
 
 # Offline reveal.js decks of the lessons in build/slides/ (open build/slides/01_*.slides.html; arrows move).
 # reveal.js, require.js, jQuery and MathJax 2 come from npm into build/slides/node_modules, not from a CDN.

@@ -77,8 +77,8 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default=None, help="comma-separated: course,resnet18,resnet50")
     ap.add_argument("--shots", type=int, nargs="+", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
-    ap.add_argument("--steps", type=int, default=None, help="SGD steps per run (default RECIPE_DEFAULTS, quick 5)")
-    ap.add_argument("--lr", type=float, default=ft.RECIPE_DEFAULTS["lr_probe"])
+    ap.add_argument("--steps", type=int, default=None, help="SGD steps per run (default ftcourse.DEFAULTS.steps, quick 5)")
+    ap.add_argument("--lr", type=float, default=ft.DEFAULTS.lr_probe)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     device = bench_device(args.device, args.threads)
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     reps, warmup = (2, 1) if args.quick else (7, 2)
     shots = args.shots or ([10] if args.quick else [10, 50])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (5 if args.quick else ft.RECIPE_DEFAULTS["steps"])
+    steps = args.steps or (5 if args.quick else ft.DEFAULTS.steps)
     print(f"fastai freeze: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"reps={reps} warmup={warmup}")
 

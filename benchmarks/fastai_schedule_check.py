@@ -5,7 +5,7 @@ fastai is no dependency of the project. Without fastai this prints a message and
 
 1. Schedules: fastai's `Learner.fine_tune` on the course backbone (3 layer groups, the course's
    split = fastai's resnet split), every optimizer step's lr per group and beta1 recorded by a
-   callback, against ftcourse's `_FastaiOneCycle` for the same phases; max relative difference.
+   callback, against ftcourse's `FastaiOneCycle` for the same phases; max relative difference.
 2. Training: the same pretrained backbone and new head, the same shuffled batches (one torch
    DataLoader, drop_last like fastai's), `learn.fine_tune(epochs, base_lr)` vs
    `ftcourse.fastai_fine_tune(task, model=copy)`: max abs difference of the weights, BN running
@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ftcourse from this checkout
 import ftcourse as ft  # noqa: E402
 import ftcourse.recipes as recipes  # noqa: E402
-from ftcourse.recipes import _FastaiOneCycle  # noqa: E402
+from ftcourse.fastai_style import FastaiOneCycle  # noqa: E402
 
 try:
     import fastai
@@ -53,7 +53,7 @@ class RecordHypers(Callback):
 
 
 class _Opt:
-    """A stand-in optimizer with one param group per peak rate, to read _FastaiOneCycle's values."""
+    """A stand-in optimizer with one param group per peak rate, to read FastaiOneCycle's values."""
 
     def __init__(self, peaks):
         self.param_groups = [{"lr": p, "betas": (0.95, 0.99)} for p in peaks]
@@ -89,7 +89,7 @@ def fit_finishing_passes(model, train, **kwargs):
 
 def ours(peaks, n, pct, div) -> tuple[list, list]:
     opt = _Opt(peaks)
-    sched = _FastaiOneCycle(opt, n, pct, div)
+    sched = FastaiOneCycle(opt, n, pct, div)
     lrs, moms = [], []
     for i in range(n):
         if i:
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
         learn.fine_tune(args.epochs, base_lr=args.base_lr, freeze_epochs=args.freeze_epochs)
     n = len(train)
 
-    print("\n1. lr per group and beta1 at every step, fastai's Recorder vs ftcourse's _FastaiOneCycle")
+    print("\n1. lr per group and beta1 at every step, fastai's Recorder vs ftcourse's FastaiOneCycle")
     b = args.base_lr
     phases = [("frozen", [b / 10, b / 10, b], args.freeze_epochs * n, 0.99, 25.0),
               ("unfrozen", ft.even_mults(b / 2 / 100, b / 2, 3), args.epochs * n, 0.3, 5.0)]

@@ -5,7 +5,7 @@
     python benchmarks/recipe_table.py --quick    # the far task, seed 0, 20 steps per method: a smoke test
 
 Test accuracy as mean (min-max) over seeds and mean wall seconds per method, 10 images per class, about
-200 optimizer steps per method (ftcourse.studies.recipe_study). `--run --save FILE` writes the numbers
+200 optimizer steps per method (ftcourse.lab.studies.recipe_study). `--run --save FILE` writes the numbers
 in the results-file format (`benchmarks/seed_studies.py --study recipe` writes the shipped one).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ftcourse import studies
+from ftcourse.lab import shipped, studies
 
 
 def table(per_seed: dict[int, dict[str, float]], tasks, methods) -> str:
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--run", action="store_true", help="train instead of reading the shipped file")
     mode.add_argument("--quick", action="store_true", help="far task, seed 0, 20 steps per method")
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(studies.STUDY_SEEDS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(shipped.STUDY_SEEDS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", type=Path, default=None, help="with --run: write the numbers to this JSON file")
     args = ap.parse_args(argv)
@@ -56,12 +56,12 @@ def main(argv=None) -> None:
             print(f"  seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
         source = f"trained now: seeds {seeds}, {steps} steps per method, {args.threads} threads"
         if args.save:
-            studies.write_results("recipe", per_seed, "python benchmarks/recipe_table.py --run", time.perf_counter() - t0,
+            shipped.write_results("recipe", per_seed, "python benchmarks/recipe_table.py --run", time.perf_counter() - t0,
                                   path=args.save)
     else:
-        shipped = studies.read_results("recipe")
-        per_seed = {int(s): v for s, v in shipped["seeds"].items()}
-        source = f"data/results/recipe.json ({shipped['command']}, torch {shipped['torch']}, {shipped['machine']})"
+        stored = shipped.read_results("recipe")
+        per_seed = {int(s): v for s, v in stored["seeds"].items()}
+        source = f"data/results/recipe.json ({stored['command']}, torch {stored['torch']}, {stored['machine']})"
     print(f"{studies.NEW_TASK_SHOTS} images per class; {source}")
     print(table(per_seed, tasks, methods))
 

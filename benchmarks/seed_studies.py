@@ -1,6 +1,6 @@
 """Run the course's multi-seed studies and write data/results/<study>.json, which the lessons print as tables.
 
-Each study (ftcourse.studies) measures one seed; this script runs it on seeds 0, 1, 2 and records
+Each study (ftcourse.lab.studies) measures one seed; this script runs it on seeds 0, 1, 2 and records
 how the numbers were made (command, torch version, machine, date). The claim tests recompute the
 same numbers and compare them with these files.
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import ftcourse
-from ftcourse import studies
+from ftcourse.lab import shipped, studies
 
 
 def run(names: list[str], seeds: list[int], out: Path | None, command: str) -> None:
@@ -30,14 +30,14 @@ def run(names: list[str], seeds: list[int], out: Path | None, command: str) -> N
             per_seed[seed] = studies.STUDIES[name](seed)
             print(f"  {name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
         path = (out / f"{name}.json") if out else None
-        studies.write_results(name, per_seed, command, time.perf_counter() - t0, path=path)
-        print(f"{name}: wrote {path or studies.results_path(name)}")
+        shipped.write_results(name, per_seed, command, time.perf_counter() - t0, path=path)
+        print(f"{name}: wrote {path or shipped.results_path(name)}")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default=",".join(studies.STUDIES), help="comma-separated study names")
-    ap.add_argument("--seeds", default=",".join(map(str, studies.STUDY_SEEDS)))
+    ap.add_argument("--seeds", default=",".join(map(str, shipped.STUDY_SEEDS)))
     ap.add_argument("--out", type=Path, default=None, help="write here instead of data/results/")
     ap.add_argument("--quick", action="store_true", help="adabn on seed 0 into a temporary folder")
     args = ap.parse_args(argv)

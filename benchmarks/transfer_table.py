@@ -19,7 +19,7 @@ import time
 import torch
 
 import ftcourse as fc
-from ftcourse import studies
+from ftcourse.lab import shipped, studies
 
 METHODS = {"scratch": "scratch", "linear probe": "probe", "fine-tune": "fine-tune"}  # column -> study key
 
@@ -43,14 +43,14 @@ def main(argv=None) -> None:
     mode.add_argument("--run", action="store_true", help="train instead of reading the shipped file")
     mode.add_argument("--quick", action="store_true", help="10 per class, seed 0, 10 steps per method")
     ap.add_argument("--shots", type=int, nargs="+", default=[10, 50])
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(studies.STUDY_SEEDS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(shipped.STUDY_SEEDS))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     os.environ["FTCOURSE_THREADS"] = str(args.threads)  # every recipe calls seed_everything, which sets this count
     torch.set_num_threads(args.threads)
     if args.quick:
         shots, t0 = [10], time.perf_counter()
-        found = fc.compare_baselines(fc.target_task(shots=10, seed=0), seed=0, steps=10)
+        found = fc.recipes.compare_baselines(fc.target_task(shots=10, seed=0), seed=0, steps=10)
         per_seed = {0: {f"10/class test {key}": found[col] for col, key in METHODS.items()}}
         source = f"trained now: seed 0, 10 steps per method, {args.threads} threads ({time.perf_counter() - t0:.0f} s)"
     elif args.run:
@@ -60,9 +60,9 @@ def main(argv=None) -> None:
             print(f"  seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
         source = f"trained now: seeds {args.seeds}, 200 steps per method, {args.threads} threads"
     else:
-        shipped = studies.read_results("data_size")
-        shots, per_seed = args.shots, {int(s): v for s, v in shipped["seeds"].items()}
-        source = f"data/results/data_size.json ({shipped['command']}, torch {shipped['torch']}, {shipped['machine']})"
+        stored = shipped.read_results("data_size")
+        shots, per_seed = args.shots, {int(s): v for s, v in stored["seeds"].items()}
+        source = f"data/results/data_size.json ({stored['command']}, torch {stored['torch']}, {stored['machine']})"
     print(f"target: cluttered digits 5-9, 1000 test images; {source}\n")
     print(table(per_seed, shots))
 

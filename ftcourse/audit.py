@@ -377,15 +377,7 @@ def freeze_audit(model: nn.Module, optimizer: torch.optim.Optimizer, batch, loss
 
 
 def _map_groups(groups, model: nn.Module, twin: nn.Module) -> list[list[nn.Module]]:
-    """The user's groups (modules of `model`) as the same modules of the copy, found by name."""
+    """The user's groups (checked against `model`) as the same modules of the copy, found by name."""
+    groups = _groups.LayerGroups.of(model, groups)
     names = {id(mod): n for n, mod in model.named_modules()}
-    out = []
-    for g in groups:
-        mods = []
-        for mod in _groups.flatten_modules(g):
-            if id(mod) not in names:
-                raise ValueError(f"a {type(mod).__name__} in groups is not part of the model; "
-                                 "build the groups from this model, e.g. layer_groups(model)")
-            mods.append(twin.get_submodule(names[id(mod)]))
-        out.append(mods)
-    return out
+    return [[twin.get_submodule(names[id(mod)]) for mod in g] for g in groups]

@@ -15,11 +15,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import bn as _bn
 from .audit import freeze_audit
+from .cost import ring_allreduce_seconds
 from .bn import bn_stats_frozen
 from .data import normalize
 from .features import representation_change
-from .groups import group_label, layer_groups, params_of
-from .models import find_head
+from .groups import LayerGroups, group_label, layer_groups, params_of, unit_groups
+from .models import find_head, torchvision_backbone
 from .optim import param_group_problems
 from .train import evaluate
 
@@ -227,7 +228,7 @@ def param_groups_match(answer, model: nn.Module, rates, groups=None) -> None:
     if not_attempted(answer, "build the parameter groups"):
         return
     held = _held(answer)
-    groups = layer_groups(model, len(rates)) if groups is None else groups
+    groups = layer_groups(model, len(rates)) if groups is None else LayerGroups.of(model, groups)
     names = {id(p): n for n, p in model.named_parameters()}
     lr_of = {id(p): lr for p, lr in held}
     for i, (group, rate) in enumerate(zip(groups, rates)):
@@ -292,9 +293,6 @@ def feature_change_ratios(answer, models, pretrained: nn.Module, x: torch.Tensor
 
 def ddp_bytes(answer, arch: str, frozen_units: int) -> None:
     """Exercise (DDP traffic): bytes DDP all-reduces per step for torchvision `arch` with its first `frozen_units` units frozen."""
-    from .groups import unit_groups
-    from .models import torchvision_backbone
-
     units = unit_groups(torchvision_backbone(arch))
     expected = 4 * sum(p.numel() for g in units[frozen_units:] for p in params_of(g))
     number(answer, expected, f"bytes per step, {arch} with its first {frozen_units} units frozen", rel=1e-9)
@@ -302,6 +300,4 @@ def ddp_bytes(answer, arch: str, frozen_units: int) -> None:
 
 def allreduce_ms(answer, n_bytes: float, world_size: int, bandwidth_bytes_per_s: float, what: str) -> None:
     """Exercise (DDP traffic): milliseconds a ring all-reduce of `n_bytes` takes (bandwidth term, 2 (N - 1) / N)."""
-    from .distributed import ring_allreduce_seconds
-
     number(answer, 1e3 * ring_allreduce_seconds(n_bytes, world_size, bandwidth_bytes_per_s), what)

@@ -134,3 +134,14 @@ def step_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int = 7,
     model.train(was_training)
     return {"nodes": nodes, "step_ms": 1e3 * statistics.median(stp), "forward_ms": 1e3 * statistics.median(fwd),
             "peak_mib": peak}
+
+
+def ring_allreduce_seconds(n_bytes: float, world_size: int, bandwidth_bytes_per_s: float) -> float:
+    """Time a ring all-reduce of `n_bytes` needs on `world_size` workers (bandwidth term only).
+
+    Each worker sends and receives 2 (N - 1) / N of the buffer (reduce-scatter, then all-gather); latency
+    and overlap with the backward pass are left out, so this is the lower bound a frozen prefix scales.
+    """
+    if world_size < 1 or bandwidth_bytes_per_s <= 0:
+        raise ValueError("world_size must be >= 1 and bandwidth > 0")
+    return 2 * (world_size - 1) / world_size * n_bytes / bandwidth_bytes_per_s

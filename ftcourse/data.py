@@ -350,8 +350,8 @@ class FreshClutter:
 
 
 def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle: bool = False,
-                seed: int = 0) -> DataLoader:
-    """A DataLoader over in-memory tensors; shuffling is reproducible from `seed`."""
+                seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader over in-memory tensors; shuffling is reproducible from `seed`; `drop_last` drops a short last batch."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}: "
                         "convert them with torch.as_tensor")
@@ -360,7 +360,8 @@ def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle:
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int (e.g. 32), got {batch_size!r}")
     g = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(TensorDataset(x, y), batch_size=int(batch_size), shuffle=shuffle, generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=int(batch_size), shuffle=shuffle, generator=g,
+                      drop_last=bool(drop_last))
 
 
 def image_folder(path, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, train: bool = False):

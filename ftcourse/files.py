@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["ChecksumError", "data_dir", "sha256_file", "read_manifest", "verified_path", "atomic_path",
-           "atomic_write_bytes"]
+           "atomic_write_bytes", "atomic_write_text"]
 
 
 class ChecksumError(RuntimeError):
@@ -103,3 +103,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "xb") as f:
             f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically (see atomic_path): the old content stays if anything fails."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -45,18 +45,10 @@ class GradientRecorder:
                  optimizer: torch.optim.Optimizer | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.groups = _groups.layer_groups(model) if groups is None else list(groups)
-        if not self.groups:
-            raise ValueError("groups is empty: pass layer groups of the model, e.g. ftcourse.layer_groups(model), "
-                             "or leave groups=None")
-        own = {id(p) for p in model.parameters()}
-        if any(id(p) not in own for p in _groups.params_of(self.groups)):
-            raise ValueError("groups hold parameters that are not in this model: build the groups from this model, "
-                             "e.g. ftcourse.layer_groups(model)")
+        self.groups = _groups.LayerGroups.of(model, groups)
         if names is not None and len(names) != len(self.groups):
             raise ValueError(f"names has {len(names)} entries but there are {len(self.groups)} groups")
-        self.group_names = list(names) if names is not None else [
-            f"{i}: {_groups.group_label(g, model, max_names=3)}" for i, g in enumerate(self.groups)]
+        self.group_names = list(names) if names is not None else self.groups.names
         self.params_by_group = [_groups.params_of(g) for g in self.groups]
         self.history: list[list[float]] = []
         self._current: dict[int, torch.Tensor] = {}  # id(param) -> squared grad norm this step
@@ -126,19 +118,20 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def update_ratios(before_state: dict[str, torch.Tensor], after_model: nn.Module,
-                  groups: list | None = None) -> list[float]:
-    """Relative update ||W_after - W_before|| / ||W_before|| of each group's parameters (buffers ignored)."""
+                  groups=None) -> list[float]:
+    """Relative update ||W_after - W_before|| / ||W_before|| of each group's parameters (buffers ignored).
+
+    `groups`: the LayerGroups of `after_model` (default `layer_groups(after_model)`), checked against it.
+    """
     if not isinstance(before_state, dict):
         raise TypeError(f"before_state must be a snapshot dict (before = ftcourse.snapshot(model) before training), "
                         f"got {type(before_state).__name__}")
-    groups = _groups.layer_groups(after_model) if groups is None else groups
+    groups = _groups.LayerGroups.of(after_model, groups)
     names = {id(p): n for n, p in after_model.named_parameters()}
     ratios = []
     for g in groups:
         delta = norm = 0.0
         for p in _groups.params_of(g):
-            if id(p) not in names:
-                raise ValueError("a group holds a parameter that is not in after_model; build groups from after_model")
             old = before_state.get(names[id(p)])
             if not isinstance(old, torch.Tensor) or old.shape != p.shape:
                 found = "missing" if old is None else f"of shape {tuple(getattr(old, 'shape', ()))}"

@@ -1,9 +1,16 @@
 """Layer groups of torchvision CNNs, and freezing them properly (parameters *and* BatchNorm statistics).
 
 A model is cut into ordered "units" (stem, stages, head), and the units into a few contiguous
-"layer groups" (fastai's word): `freeze_to(model, 1)` freezes group 0, `param_groups` gives each
-group its own learning rate. A group is a plain list of modules, so you can always write one by hand:
-`groups = [[m.conv1, m.bn1, m.layer1], [m.layer2, m.layer3, m.layer4], [m.fc]]`.
+"layer groups" (fastai's word). `layer_groups(model, n_groups)` returns a `LayerGroups`: a list of
+groups (each a list of modules, input to output) that also knows its model and its groups' names, and
+is checked once when made: every parameter of the model in exactly one group, none from another
+model. Pass it on: `freeze_to(model, n, groups)`, `param_groups(groups, lr)`, `GradientRecorder`,
+`update_ratios`, `freeze_audit` and `trainable_summary` take it as it is and never cut the model again.
+You can write groups by hand (`LayerGroups(m, [[m.conv1, m.bn1, m.layer1], [m.layer2, m.layer3, m.layer4],
+[m.fc]])`, or the plain lists); every function that takes groups checks them against its model.
+
+Words used everywhere: `n_groups` is a count of groups; `n` is the index of the first trainable group
+(`freeze_to(model, n)`: groups before index n frozen, as fastai's `freeze_to(n)`).
 """
 from __future__ import annotations
 
@@ -17,9 +24,9 @@ from .bn import bn_stats_frozen, freeze_bn_stats, unfreeze_bn_stats
 from .tables import Table
 
 __all__ = [
-    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "model_units", "body_units", "layer_groups", "group_label",
+    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "LayerGroups", "model_units", "layer_groups", "group_label",
     "short_group_names", "freeze", "unfreeze", "freeze_to", "is_frozen", "trainable_summary", "flatten_modules",
-    "params_of", "group_params", "unit_groups", "unit_names",
+    "params_of", "unit_groups", "unit_names",
 ]
 
 N_GROUPS = 3  # the default number of layer groups everywhere (fastai's split of a ResNet: body in two, head)
@@ -93,6 +100,81 @@ def params_of(modules) -> list[nn.Parameter]:
     return out
 
 
+# ---------------------------------------------------------------- the layer groups of one model
+def _group_problems(model: nn.Module, groups: list[list[nn.Module]]) -> list[str]:
+    """What keeps `groups` from being layer groups of `model`: foreign, duplicated or missing parameters."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    owner: dict[int, int] = {}
+    for i, group in enumerate(groups):
+        for p in params_of(group):
+            if id(p) not in names:
+                return [f"group {i} holds a parameter of shape {tuple(p.shape)} that is not in this "
+                        f"{type(model).__name__} (groups of another model, or of an old head?): build the groups "
+                        "from this model, e.g. ftcourse.layer_groups(model)"]
+            if owner.setdefault(id(p), i) != i:
+                return [f"{names[id(p)]} is in groups {owner[id(p)]} and {i}: each module must be in exactly one group"]
+    missing = [n for n, p in model.named_parameters() if id(p) not in owner]
+    if missing:
+        return [f"{len(missing)} parameter tensor(s) of the {type(model).__name__} are in no group, e.g. {missing[:3]}: "
+                "they would stay trainable and get no rate of their own; add their modules to a group "
+                "(ftcourse.layer_groups(model) covers every parameter)"]
+    return []
+
+
+class LayerGroups(list):
+    """The layer groups of one model: a list of groups (lists of modules, input to output), with `.model` and `.names`.
+
+    Made by `layer_groups(model, n_groups)` or by hand, `LayerGroups(model, [[m.conv1, ...], [m.fc]])`;
+    checked when made (every parameter of the model in exactly one group, none from another model: a
+    ValueError names the fix). It is a list, so indexing, `len` and slicing work as on the plain lists;
+    a slice is a plain list (part of the model, for `param_groups(groups[1:], ...)`).
+    `names`: one short name per group ('stem-layer2', 'layer3-layer4', 'head' for a ResNet in three).
+    """
+
+    def __init__(self, model: nn.Module, groups, names: list[str] | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if isinstance(groups, nn.Module) or isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
+            raise TypeError("groups must be a list of groups, each a list of modules, e.g. "
+                            "[[m.conv1, m.bn1, m.layer1], [m.layer2, m.layer3, m.layer4], [m.fc]]")
+        super().__init__(flatten_modules(g) for g in groups)
+        if not self:
+            raise ValueError("groups is empty: pass the model's layer groups, e.g. ftcourse.layer_groups(model)")
+        problems = _group_problems(model, self)
+        if problems:
+            raise ValueError(problems[0])
+        if names is not None and len(names) != len(self):
+            raise ValueError(f"names has {len(names)} entries but there are {len(self)} groups")
+        self.model = model
+        self.names = list(names) if names is not None else _default_names(model, self)
+
+    @classmethod
+    def of(cls, model: nn.Module, groups=None) -> "LayerGroups":
+        """`groups` checked against `model` (plain lists or a LayerGroups); `layer_groups(model)` when None."""
+        if groups is None:
+            return layer_groups(model)
+        if isinstance(groups, LayerGroups) and groups.model is model and not _group_problems(model, groups):
+            return groups
+        return cls(model, groups, names=groups.names if isinstance(groups, LayerGroups) else None)
+
+    def labels(self, max_names: int = 6) -> list[str]:
+        """Each group's modules by their names in the model (`group_label`)."""
+        return [group_label(g, self.model, max_names) for g in self]
+
+    def __repr__(self) -> str:
+        return f"LayerGroups({type(self.model).__name__}, {len(self)} groups: {', '.join(self.names)})"
+
+
+def _default_names(model: nn.Module, groups: list[list[nn.Module]]) -> list[str]:
+    """Short names from the model's units where the groups follow them, else the modules' names."""
+    try:
+        names = short_group_names(model, groups)
+    except (TypeError, ValueError):  # an architecture without known units
+        names = ["?"] * len(groups)
+    return [n if n != "?" else group_label(g, model, max_names=3) for n, g in zip(names, groups)]
+
+
+
 def model_units(model: nn.Module) -> list[list[nn.Module]]:
     """The model cut into its natural units, input to output; each unit is a list of modules, the last one the head.
 
@@ -109,7 +191,7 @@ def model_units(model: nn.Module) -> list[list[nn.Module]]:
     return units
 
 
-def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> list[list[nn.Module]]:
+def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> LayerGroups:
     """`n_groups` contiguous groups of modules, input to output: the head alone last, the body split evenly before it.
 
     ResNet with n=3: [[conv1, bn1, relu, maxpool, layer1, layer2], [layer3, layer4], [avgpool, fc]]
@@ -120,6 +202,11 @@ def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> list[list[nn.Mod
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(units):
         raise ValueError(f"n_groups must be an int from 1 to {len(units)} for this {type(model).__name__} "
                          f"({len(units)} units: stem/stages and head), got {n!r}")
+    return LayerGroups(model, _cut(units, n))
+
+
+def _cut(units: list[list[nn.Module]], n: int) -> list[list[nn.Module]]:
+    """Units into n contiguous groups: the head alone last (n > 1), the body split evenly, earlier groups larger."""
     if n == 1:
         return [[m for unit in units for m in unit]]
     body, head = units[:-1], units[-1]
@@ -176,23 +263,23 @@ def is_frozen(module: nn.Module) -> bool:
     return no_grad and all(bn_stats_frozen(m) for m in module.modules() if isinstance(m, _BatchNorm))
 
 
-def freeze_to(model: nn.Module, n: int, groups: list | None = None, train_bn: bool = False) -> list[list[nn.Module]]:
+def freeze_to(model: nn.Module, n: int, groups=None, train_bn: bool = False) -> LayerGroups:
     """fastai's freeze_to: groups before index n frozen, groups n onward trainable; returns the groups used.
 
     Negative n counts from the end: `freeze_to(model, -1)` trains the head only; `freeze_to(model, 0)`
-    trains everything. `groups` defaults to `layer_groups(model)` (N_GROUPS groups); pass the returned
-    groups on to `param_groups`, `GradientRecorder`, `update_ratios` and `trainable_summary`.
+    trains everything. `groups` defaults to `layer_groups(model)` (N_GROUPS groups); given, they are
+    checked against the model (every parameter in one group, none from another model). Pass the returned
+    `LayerGroups` on to `param_groups`, `GradientRecorder`, `update_ratios` and `trainable_summary`.
     """
-    groups = layer_groups(model) if groups is None else list(groups)
-    k = len(groups)
-    if isinstance(n, bool) or not isinstance(n, int) or not -k <= n <= k:
-        raise ValueError(f"n must be an int from {-k} to {k} for {k} groups (0 = all trainable, "
-                         f"-1 = last group only, {k} = all frozen), got {n!r}")
-    first_trainable = n if n >= 0 else k + n
-    for i, group in enumerate(groups):
-        if i >= first_trainable:
-            unfreeze(group)
-    for group in groups[:first_trainable]:
+    groups = LayerGroups.of(model, groups)
+    n_groups = len(groups)
+    if isinstance(n, bool) or not isinstance(n, int) or not -n_groups <= n <= n_groups:
+        raise ValueError(f"n must be an int from {-n_groups} to {n_groups} for {n_groups} groups (0 = all trainable, "
+                         f"-1 = last group only, {n_groups} = all frozen), got {n!r}")
+    first = n % n_groups if n < 0 else n  # index of the first trainable group
+    for group in groups[first:]:
+        unfreeze(group)
+    for group in groups[:first]:
         freeze(group, train_bn=train_bn)
     return groups
 
@@ -209,8 +296,11 @@ def _summary_row(group: str, modules, label: str) -> dict:
             "bn_train_mode": sum(b.training for b in bns)}
 
 
-def trainable_summary(model: nn.Module, groups: list | None = None) -> Table:
-    """One row per group (or per top-level child): parameters, trainable parameters, BN layers and their mode."""
+def trainable_summary(model: nn.Module, groups=None) -> Table:
+    """One row per group (or per top-level child): parameters, trainable parameters, BN layers and their mode.
+
+    `groups` (a LayerGroups or plain lists) are checked against the model: every parameter in one group.
+    """
     if groups is None:
         rows = [_summary_row(name, child, type(child).__name__) for name, child in model.named_children()]
         own = list(model.parameters(recurse=False))
@@ -219,39 +309,43 @@ def trainable_summary(model: nn.Module, groups: list | None = None) -> Table:
             rows.append({"group": "(own)", "modules": "parameters of the model itself", "params": n,
                          "trainable": sum(p.numel() for p in own if p.requires_grad)})
     else:
-        rows = [_summary_row(str(i), g, group_label(g, model)) for i, g in enumerate(groups)]
+        groups = LayerGroups.of(model, groups)
+        rows = [_summary_row(str(i), g, label) for i, (g, label) in enumerate(zip(groups, groups.labels()))]
     rows.append(_summary_row("total", model, type(model).__name__))
-    warnings = []
-    if groups is not None:
-        covered = {id(p) for p in params_of(groups)}
-        outside = [n for n, p in model.named_parameters() if id(p) not in covered]
-        if outside:
-            warnings.append(f"{len(outside)} parameter tensors are in no group, e.g. {outside[:3]}")
-    return Table(rows, warnings, title=f"{type(model).__name__}: trainable parameters and BN layers")
+    return Table(rows, [], title=f"{type(model).__name__}: trainable parameters and BN layers")
 
 
-def unit_groups(model: nn.Module) -> list[list[nn.Module]]:
-    """One layer group per natural unit (ResNet: stem, layer1 .. layer4, head): the finest freeze points."""
-    return layer_groups(model, len(model_units(model)))
+def unit_groups(model: nn.Module) -> LayerGroups:
+    """One layer group per natural unit (ResNet: stem, layer1 .. layer4, head): the finest freeze points.
+
+    Their `names` are the units' short names (`unit_names`).
+    """
+    units = model_units(model)
+    return LayerGroups(model, units, names=_unit_names(model, units))
 
 
-def unit_names(model: nn.Module) -> list[str]:
-    """Short names of unit_groups: the first module's name in each ('conv1' is called 'stem', the last 'head')."""
-    names = [group_label(g, model).split(",")[0] for g in unit_groups(model)]
+def _unit_names(model: nn.Module, units: list[list[nn.Module]]) -> list[str]:
+    """The first module's name in each unit ('conv1' is called 'stem', the last unit 'head')."""
+    names = [group_label(u, model).split(",")[0] for u in units]
     if names and names[0] == "conv1":
         names[0] = "stem"
     return names[:-1] + ["head"]
 
 
-def short_group_names(model: nn.Module, groups: list) -> list[str]:
-    """Short names of layer groups from their units: ['stem-layer2', 'layer3-layer4', 'head'] for a ResNet in 3."""
-    first = {id(g[0]): name for g, name in zip(unit_groups(model), unit_names(model))}
+def unit_names(model: nn.Module) -> list[str]:
+    """Short names of unit_groups: ['stem', 'layer1', 'layer2', 'layer3', 'layer4', 'head'] for a ResNet."""
+    return _unit_names(model, model_units(model))
+
+
+def short_group_names(model: nn.Module, groups) -> list[str]:
+    """Short names of layer groups from their units: ['stem-layer2', 'layer3-layer4', 'head'] for a ResNet in 3.
+
+    A group that does not start at a unit is called '?'.
+    """
+    units = model_units(model)
+    first = {id(u[0]): name for u, name in zip(units, _unit_names(model, units))}
     out = []
     for group in groups:
         names = [first[id(m)] for m in flatten_modules(group) if id(m) in first]
         out.append(names[0] if len(names) == 1 else f"{names[0]}-{names[-1]}" if names else "?")
     return out
-
-
-group_params = params_of  # the old name of params_of, kept working
-body_units = model_units  # the old name of model_units (it returns the head too), kept working

@@ -147,8 +147,11 @@ def load_pretrained(num_classes: int | None = None) -> ResNet:
     return model
 
 
-def fresh_model(num_classes: int = 5, seed: int = 0, device=None) -> ResNet:
-    """The pretrained backbone with a new `num_classes` head drawn with `seed`: the same model every call."""
+def fresh_model(num_classes: int = 5, seed: int | None = 0, device=None) -> ResNet:
+    """The pretrained backbone with a new `num_classes` head drawn with `seed`: the same model every call.
+
+    seed=None draws the head from torch's global generator (a recipe that seeded everything itself).
+    """
     _check_num_classes(num_classes)
     get_device(device)  # a bad device fails before the backbone is loaded
     model = load_pretrained()

@@ -1,7 +1,9 @@
 """Optimizer parameter groups: one learning rate per layer group (discriminative rates), checked.
 
 `param_groups(model, lr=np.array([1e-4, 1e-3, 1e-2]))` builds the list of dicts `torch.optim` takes:
-three layer groups, input to output, each with its own rate; frozen parameters left out.
+three layer groups, input to output, each with its own rate; frozen parameters left out. A rate spec
+(a float, one rate per group, or fastai's `slice(lo, hi)`) is read in one place: `rate_count(lr)` says
+how many groups it asks for, `lrs_for(lr, n_groups)` turns it into one float per group.
 `make_optimizer` turns a model or those dicts into SGD with momentum. `describe_param_groups(optimizer,
 model)` shows what an optimizer really holds; `param_group_problems` is the one check behind its
 warnings and behind the exercise checker `ftcourse.check.param_groups_match`: frozen, duplicated,
@@ -17,22 +19,22 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .groups import N_GROUPS, group_label, layer_groups, params_of
+from .groups import N_GROUPS, LayerGroups, group_label, layer_groups, params_of
 from .tables import Table
 
-__all__ = ["even_mults", "param_groups", "layerwise_lrs", "ulmfit_lrs", "make_optimizer", "param_group_problems",
+__all__ = ["even_mults", "rate_count", "lrs_for", "param_groups", "layerwise_lrs", "ulmfit_lrs", "make_optimizer", "param_group_problems",
            "describe_param_groups"]
 
 _NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
 # ---------------------------------------------------------------- learning rates
-def even_mults(start: float, stop: float, n: int) -> list[float]:
-    """n rates from start to stop, each a constant factor above the last (fastai's even_mults)."""
-    if n == 1:
+def even_mults(start: float, stop: float, n_groups: int) -> list[float]:
+    """n_groups rates from start to stop, each a constant factor above the last (fastai's even_mults)."""
+    if n_groups == 1:
         return [float(stop)]
-    step = (stop / start) ** (1 / (n - 1))
-    return [start * step**i for i in range(n)]
+    step = (stop / start) ** (1 / (n_groups - 1))
+    return [start * step**i for i in range(n_groups)]
 
 
 def _is_number(x) -> bool:
@@ -73,9 +75,29 @@ def _slice_lrs(lr: slice, n: int) -> list[float]:
     return even_mults(lr.start, lr.stop, n)
 
 
-def _lrs_for(lr, groups: list[list[nn.Module]], labels: list[str]) -> list[float]:
-    """One learning rate per group from a float, a sequence/array, or a slice."""
-    n = len(groups)
+def rate_count(lr) -> int | None:
+    """How many layer groups a rate spec asks for: one per value of a list/array, N_GROUPS for a slice
+    (fastai's default split), None for one number (it fits any count)."""
+    if isinstance(lr, slice):
+        return N_GROUPS
+    if isinstance(lr, torch.Tensor):
+        return lr.numel()
+    if isinstance(lr, (list, tuple, np.ndarray)):
+        return int(np.size(lr))
+    return None
+
+
+def lrs_for(lr, n_groups, labels: list[str] | None = None) -> list[float]:
+    """One learning rate per group from a rate spec: a float (the same for all), one value per group
+    (list / array / tensor, input to output) or fastai's slice(lo, hi) (geometric from lo to hi;
+    slice(hi): hi/10 for all groups but the last). `n_groups`: a count or the groups themselves.
+
+        lrs_for(slice(1e-4, 1e-2), 3)  ->  [1e-4, 1e-3, 1e-2]
+    """
+    groups = None if isinstance(n_groups, numbers.Integral) else n_groups
+    n = int(n_groups) if groups is None else len(groups)
+    if isinstance(n_groups, bool) or n < 1:
+        raise ValueError(f"n_groups must be a count >= 1 or the layer groups, got {n_groups!r}")
     if isinstance(lr, slice):
         rates = _slice_lrs(lr, n)
     elif isinstance(lr, numbers.Real) and not isinstance(lr, bool):
@@ -88,8 +110,9 @@ def _lrs_for(lr, groups: list[list[nn.Module]], labels: list[str]) -> list[float
         except (TypeError, ValueError):
             raise TypeError(f"lr must be a float, a list/array of floats or a slice, got {lr!r}") from None
         if len(rates) != n:
-            listing = "; ".join(f"{i}: {label}" for i, label in enumerate(labels))
-            raise ValueError(f"lr has {len(rates)} values but there are {n} groups ({listing}); "
+            labels = labels or (groups.names if isinstance(groups, LayerGroups) else None)
+            listing = f" ({'; '.join(f'{i}: {label}' for i, label in enumerate(labels))})" if labels else ""
+            raise ValueError(f"lr has {len(rates)} values but there are {n} groups{listing}; "
                              f"give {n} rates, one float, or slice(lo, hi)")
     else:
         raise TypeError(f"lr must be a float, a list/array of floats or a slice, got {type(lr).__name__}")
@@ -123,11 +146,12 @@ def _resolve_groups(model_or_groups, lr, n_groups):
     if not isinstance(model_or_groups, nn.Module):
         if n_groups is not None:
             raise ValueError("n_groups is for a model; you passed the groups themselves")
+        if isinstance(model_or_groups, LayerGroups):
+            return model_or_groups, model_or_groups.model
         return [list(g) if not isinstance(g, nn.Module) else [g] for g in model_or_groups], None
     model = model_or_groups
     if n_groups is None:
-        is_seq = isinstance(lr, (list, tuple, np.ndarray, torch.Tensor))
-        n_groups = int(np.asarray(lr).size) if is_seq else N_GROUPS if isinstance(lr, slice) else 1
+        n_groups = rate_count(lr) or 1
     try:
         return layer_groups(model, n_groups), model
     except ValueError as exc:
@@ -159,10 +183,13 @@ def param_groups(model_or_groups, lr, weight_decay: float = 0.0, n_groups: int |
     bn_weight_decay: if given, normalisation weights and all biases go in extra dicts with this decay.
     """
     groups, found_model = _resolve_groups(model_or_groups, lr, n_groups)
+    if model is not None and found_model is not None and model is not found_model:
+        raise ValueError("model= is not the model these layer groups were made from: build the groups from this "
+                         "model, e.g. ftcourse.layer_groups(model)")
     model = model or found_model
     labels = [group_label(g, model) for g in groups]
-    rates = _lrs_for(lr, groups, labels)
-    if found_model is None and model is not None:
+    rates = lrs_for(lr, len(groups), labels)
+    if model is not None:
         _check_groups_fit(groups, model)
     out, seen = [], set()
     for i, (group, rate, label) in enumerate(zip(groups, rates, labels)):

@@ -5,7 +5,7 @@ see which layer groups receive gradients (the signature plot) and what a step co
 `lr_explorer(model_factory, task)`: one learning rate per layer group on log sliders, press "run 20
 steps", see how far each group moved (||dW|| / ||W||) and the test accuracy.
 Building either runs no training; the lessons never depend on them (they are for playing).
-`recipes.run_frozen_steps` and `recipes.run_lr_steps` are the plain functions they call.
+`explore.run_frozen_steps` and `explore.run_lr_steps` are the plain functions they call.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Callable
 from torch import nn
 
 from .data import Task
-from .groups import N_GROUPS, layer_groups, short_group_names, unit_names
+from .groups import N_GROUPS, layer_groups, unit_names
 from .optim import even_mults
 from .plots import plot_group_grad_norms, plot_update_ratios
-from .recipes import run_frozen_steps, run_lr_steps
+from .explore import run_frozen_steps, run_lr_steps
 
 __all__ = ["freeze_explorer", "lr_explorer", "rate_grid"]
 
@@ -103,7 +103,7 @@ def lr_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int =
     import ipywidgets as w
 
     model = model_factory()
-    names = short_group_names(model, layer_groups(model, n_groups))
+    names = layer_groups(model, n_groups).names
     start = list(lrs) if lrs is not None else even_mults(1e-4, 1e-2, n_groups)
     if len(start) != n_groups:
         raise ValueError(f"lrs has {len(start)} values but n_groups is {n_groups}")

@@ -1,17 +1,18 @@
 """Learner copies of the lessons (`ftcourse lessons`): cleared, never overwritten, reset with a backup.
 
-Bottom layer beside `files`: imports nothing from ftcourse and never imports torch.
+Bottom layer: imports only `ftcourse.files` (its atomic writes) and never imports torch.
 """
 from __future__ import annotations
 
 import itertools
 import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import nbformat
+
+from .files import atomic_write_text
 
 __all__ = ["WorkspaceError", "UnknownLessonError", "DEFAULT_DIR", "lessons_source", "lesson_names",
            "resolve_lesson", "is_solution", "learner_copy", "copy_lessons", "reset_lesson"]
@@ -78,20 +79,6 @@ def learner_copy(path: Path, solutions: bool = True) -> nbformat.NotebookNode:
     return nb
 
 
-def _write_atomic(target: Path, text: str) -> None:
-    """Write `text` to a temp file beside `target`, then os.replace it into place; no temp file is left."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _notebook_text(nb: nbformat.NotebookNode) -> str:
     """The notebook as nbformat writes it, ending with a newline."""
     text = nbformat.writes(nb, version=4)
@@ -135,7 +122,7 @@ def copy_lessons(dest: str | os.PathLike = DEFAULT_DIR, solutions: bool = True,
             continue
         nb = learner_copy(source / name, solutions)
         try:
-            _write_atomic(target, _notebook_text(nb))
+            atomic_write_text(target, _notebook_text(nb))
         except OSError as exc:
             raise _cannot_write(dest, exc) from None
         written.append(target)
@@ -193,7 +180,7 @@ def reset_lesson(name: str, dest: str | os.PathLike = DEFAULT_DIR, solutions: bo
     try:
         if target.exists():
             backup = _write_backup(target, now or datetime.now())
-        _write_atomic(target, text)
+        atomic_write_text(target, text)
     except OSError as exc:
         if backup is not None:
             backup.unlink(missing_ok=True)  # the learner's file is untouched, so the backup is not needed

@@ -5,7 +5,7 @@
 
 Keeps outputs (nbval compares them) and the widget state, keeps only kernelspec/language_info and the cell metadata the
 course uses (tags, jupyter.source_hidden, slideshow), renumbers execution counts 1..N, and sets the slide structure
-(`ftcourse.slides`: headings start slides, findings and overflow start sub-slides, solutions are skipped). It rewrites
+(`ftcourse.lab.slides`: headings start slides, findings and overflow start sub-slides, solutions are skipped). It rewrites
 the notebooks in place: run it on committed lessons (git is the backup), not on a learner's copy.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from ftcourse import slides
+from ftcourse.lab import slides
 
 KEEP_CELL_META = ("tags", "jupyter", "slideshow")
 KEEP_LANGUAGE_INFO = ("name", "version", "mimetype", "file_extension", "codemirror_mode",

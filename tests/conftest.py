@@ -3,8 +3,6 @@
 Not through MPLBACKEND: nbval's kernels inherit the environment and must keep the inline backend.
 A test file may define its own `model` fixture (e.g. pretrained); the one here is a small random ResNet.
 """
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,7 +13,7 @@ import torch  # noqa: E402
 
 import ftcourse  # noqa: E402
 
-torch.set_num_threads(ftcourse.default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
+torch.set_num_threads(ftcourse.runtime.default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 
 
 @pytest.fixture(autouse=True)
@@ -43,28 +41,3 @@ def batch():
 def small_task():
     """The target task with 4 training images per class."""
     return ftcourse.target_task(shots=4, seed=0)
-
-
-@pytest.fixture(scope="session")
-def notebooks_in_session(request):
-    """File names of the lesson notebooks this pytest session runs through nbval (all of them in `make test`).
-
-    A lesson trains part of its study's seed 0 live and checks it against the shipped file in a claim cell;
-    the claim tests then train only the rest (`ftcourse.studies.lesson_aware`).
-    """
-    return {Path(str(item.fspath)).name for item in request.session.items if str(item.fspath).endswith(".ipynb")}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Deselect, not skip, a test parametrized over no seeds.
-
-    A claim file's comparison with the shipped file runs on the seeds that are both shipped and fresh
-    (`FTCOURSE_CLAIM_SEEDS`); with only unseen seeds (3,4,5) there is nothing to compare, which is not a
-    check that was skipped. The deselected count in pytest's summary shows it.
-    """
-    empty = [item for item in items
-             if any(str(m.kwargs.get("reason", "")).startswith("got empty parameter set")
-                    for m in item.iter_markers("skip"))]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [item for item in items if item not in empty]

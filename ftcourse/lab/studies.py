@@ -1,0 +1,264 @@
+"""Multi-seed studies behind the course's claims: each function measures one seed; the results files hold three.
+
+A lesson trains one seed live and prints the table over seeds from `data/results/<study>.json`
+(`ftcourse.lab.shipped.read_results`), written by `python benchmarks/seed_studies.py` (minutes on 2 cores). The claim tests
+call the same functions, assert each claim on every seed, and compare their numbers with the shipped
+file, so the file cannot drift from the code. Every choice (a rate, a policy) is made on the task's
+validation split; the test set reports.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..autopilot import run_recipe
+from ..bn import adabn, bn_to_affine, freeze_bn_stats
+from ..data import Task, far_task, make_loader, near_task, shifted_source_task, target_task
+from ..fastai_style import fastai_fine_tune
+from ..features import representation_change
+from ..grads import body_gradient, snapshot, update_ratios
+from ..groups import freeze_to, layer_groups
+from ..models import fresh_model, load_pretrained
+from ..optim import make_optimizer, param_groups
+from ..recipes import (DEFAULTS, fine_tune, freeze_then_discriminative, gradual_unfreeze, linear_probe, lp_ft,
+                       shifted_accuracy, surgical_fine_tune, train_from_scratch)
+from ..train import evaluate
+
+__all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "RATE_SWEEP", "warm_up_study", "data_size_study", "rates_study",
+           "choose_rate", "bn_policy_study", "adabn_study", "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
+           "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
+           "surgical_study", "STUDIES"]
+
+DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
+BN_BATCH_SIZES = (2, 4, 8, 32)
+RATE_SWEEP = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # uniform rates tried on the validation split
+
+
+def _val(model: nn.Module, task: Task) -> float:
+    return evaluate(model, (task.x_val, task.y_val))
+
+
+# ---------------------------------------------------------------- warming up the head
+def warm_up_study(seed: int) -> dict[str, float]:
+    """Random vs warmed-up head (gradient into the body), and linear probe / fine-tune / LP-FT in and out of distribution."""
+    task = target_task(shots=50, seed=seed)
+    x, y = next(iter(make_loader(task.x_train, task.y_train, batch_size=32, shuffle=True, seed=seed)))
+    probe, acc_lp = linear_probe(task, seed=seed)
+    out = {}
+    for label, model in [("random", fresh_model(seed=seed)), ("warmed", copy.deepcopy(probe))]:
+        g = body_gradient(model.train(), x, y)
+        out |= {f"loss {label}": g["loss"], f"head norm {label}": g["head_weight_norm"],
+                f"body grad {label}": g["body_grad_norm"]}
+    finetuned, acc_ft = fine_tune(task, seed=seed)
+    lpft, acc_lpft = lp_ft(task, seed=seed)
+    pretrained = load_pretrained(5)
+    for label, model, acc in [("LP", probe, acc_lp), ("FT", finetuned, acc_ft), ("LP-FT", lpft, acc_lpft)]:
+        out[f"test {label}"] = acc
+        out[f"OOD {label}"] = shifted_accuracy(model, task)["mean"]
+    for label, model in [("FT", finetuned), ("LP-FT", lpft)]:
+        change = representation_change(pretrained, model, task.x_test)
+        out[f"1 - CKA {label}"], out[f"relative change {label}"] = change["1 - CKA"], change["relative"]
+    return out
+
+
+def data_size_study(seed: int, sizes=DATA_SIZES) -> dict[str, float]:
+    """Scratch, linear probe and fine-tune at each size (200 steps each): test and training accuracy, epochs."""
+    steps, batch = DEFAULTS.steps, DEFAULTS.batch_size
+    out = {}
+    for shots in sizes:
+        task = target_task(shots=shots, seed=seed)
+        for label, recipe in [("scratch", train_from_scratch), ("probe", linear_probe), ("fine-tune", fine_tune)]:
+            model, acc = recipe(task, seed=seed)
+            out[f"{shots}/class test {label}"] = acc
+            out[f"{shots}/class train {label}"] = evaluate(model, (task.x_train, task.y_train))
+        out[f"{shots}/class epochs"] = steps / math.ceil(len(task.y_train) / batch)  # passes over the training set
+    return out
+
+
+# ---------------------------------------------------------------- learning rates per group
+_RATE_SETUPS = {"uniform 0.01": 0.01, "np.array([1e-4,1e-3,1e-2])": np.array([1e-4, 1e-3, 1e-2]),
+                "uniform 0.3": 0.3, "slice(0.003, 0.3)": slice(0.003, 0.3),
+                "head 10x (0.01, 0.01, 0.1)": [0.01, 0.01, 0.1]}
+
+
+def rates_study(seed: int, skip=()) -> dict[str, float]:
+    """Uniform, discriminative, head-10x, ULMFiT, two-stage, fastai-style, group 0 frozen, gradual; a rate sweep on validation.
+
+    skip: setups not trained here (labels as in the results, "sweep 0.003" for a sweep rate); their numbers
+    are left out, and so is the chosen rate unless every sweep rate was trained (`choose_rate` adds it).
+    """
+    task = target_task(shots=50, seed=seed)
+    pretrained = load_pretrained(5)
+    out = {}
+
+    def record(label: str, model: nn.Module, acc: float, before: dict | None = None) -> None:
+        out[f"test {label}"] = acc
+        out[f"1 - CKA {label}"] = representation_change(pretrained, model, task.x_test[:500])["1 - CKA"]
+        if before is not None:
+            for g, r in enumerate(update_ratios(before, model, layer_groups(model))):
+                out[f"update group {g} {label}"] = r
+
+    setups = dict(_RATE_SETUPS, **{"ULMFiT 2.6, top 0.3": [0.3 / 2.6**2, 0.3 / 2.6, 0.3]})
+    trained = {}
+    for label, lr in setups.items():
+        if label in skip:
+            continue
+        model = fresh_model(seed=seed)
+        before = snapshot(model)
+        model, acc = fine_tune(task, seed, lr=lr, model=model)
+        record(label, model, acc, before)
+        if label.startswith("uniform "):
+            trained[float(label.split()[1])] = model
+    if "two-stage (lp_ft 0.01)" not in skip:
+        record("two-stage (lp_ft 0.01)", *lp_ft(task, seed, lr=0.01))
+    if "fastai-style (frozen epoch, then slice(0.003, 0.3))" not in skip:
+        record("fastai-style (frozen epoch, then slice(0.003, 0.3))", *freeze_then_discriminative(task, seed))
+    if "group 0 frozen, slice(0.003, 0.3)" not in skip:
+        model = fresh_model(seed=seed)
+        groups = freeze_to(model, 1)  # seed 002: leave the first group frozen
+        record("group 0 frozen, slice(0.003, 0.3)", *fine_tune(
+            task, seed, model=model, optimizer=make_optimizer(param_groups(
+                groups, slice(0.003, 0.3), model=model, weight_decay=DEFAULTS.weight_decay))))
+    if "gradual unfreezing 0.01" not in skip:
+        out["test gradual unfreezing 0.01"] = gradual_unfreeze(task, seed, lr=0.01)[1]
+    for lr in RATE_SWEEP:  # uniform 0.01 and 0.3 were trained above: the sweep reuses them
+        if f"sweep {lr:g}" in skip or f"uniform {lr:g}" in skip:
+            continue
+        model = trained[lr] if lr in trained else fine_tune(task, seed, lr=lr, model=fresh_model(seed=seed))[0]
+        out[f"val sweep {lr:g}"] = _val(model, task)
+        out[f"test sweep {lr:g}"] = evaluate(model, (task.x_test, task.y_test))
+    return choose_rate(out) if all(f"val sweep {lr:g}" in out for lr in RATE_SWEEP) else out
+
+
+def choose_rate(numbers: dict[str, float]) -> dict[str, float]:
+    """The sweep rate with the best validation accuracy, and its test accuracy, added to a copy of `numbers`."""
+    best = max(RATE_SWEEP, key=lambda lr: numbers[f"val sweep {lr:g}"])
+    return numbers | {"chosen rate": best, "test at the chosen rate": numbers[f"test sweep {best:g}"]}
+
+
+# ---------------------------------------------------------------- BatchNorm
+_POLICIES = {"batch statistics": lambda m: None, "frozen statistics": freeze_bn_stats,
+             "trainable affine": lambda m: bn_to_affine(m, trainable=True)}
+
+
+def bn_policy_study(seed: int, sizes=BN_BATCH_SIZES, shots: int = 32) -> dict[str, float]:
+    """Fine-tune at each batch size under each BN policy (200 steps, lr 0.01): test accuracy; 5 x shots images."""
+    task = target_task(shots=shots, seed=seed)
+    out = {}
+    for size in sizes:
+        for label, apply in _POLICIES.items():
+            model = fresh_model(seed=seed)
+            apply(model)
+            out[f"test batch {size} {label}"] = fine_tune(task, seed=seed, batch_size=size, model=model)[1]
+    return out
+
+
+def adabn_study(seed: int, sizes=(8, 32, 128, 512)) -> dict[str, float]:
+    """A linear probe under test-time shifts: accuracy before and after AdaBN with n unlabelled target images."""
+    task = target_task(shots=50, seed=seed)
+    probe = linear_probe(task, seed=seed)[0].eval()
+    out = {}
+    for kind in (None, "contrast", "colour", "invert"):
+        test = target_task(shots=50, seed=seed, test_shift=kind)
+        pool = target_task(shots=120, seed=100 + seed, shift=kind).x_train
+        name = kind or "clean"
+        out[f"test {name} no adaptation"] = evaluate(probe, (test.x_test, test.y_test))
+        for n in sizes:
+            loader = make_loader(pool[:n], torch.zeros(n), batch_size=64)
+            out[f"test {name} AdaBN {n}"] = evaluate(adabn(copy.deepcopy(probe), loader), (test.x_test, test.y_test))
+    return out
+
+
+# ---------------------------------------------------------------- the recipe on new tasks, against the one call
+NEW_TASK_SHOTS = 10  # images per class: where the choices matter most (and the one-call baseline led on digits)
+RECIPE_TASKS = {"digits": target_task, "near": near_task, "far": far_task}
+RECIPE_METHODS = ("scratch", "linear probe", "fine-tune", "fastai fine_tune", "recipe")
+RECIPE_MACHINE_TOL = 0.10  # accuracy between machines of run_recipe and of training from scratch: the recipe's
+# final run at the chosen rate (up to 0.1) amplifies summation-order differences (far task, seed 0: 0.860 with 1
+# torch thread, 0.798 with 2, same choices), and so do 200 steps from a random start on 10 images per class
+# (near task, seed 1, scratch: 0.301 with 2 threads, 0.243 with 1)
+FASTAI_BASE_LR = 1e-2  # the base_lr of the issue's measurement with real fastai 2.8 (fastai's default is 2e-3)
+
+
+def fastai_epochs(task: Task, steps: int = 200, batch_size: int = 32, freeze_epochs: int = 1) -> int:
+    """Epochs for fastai_fine_tune that make about `steps` optimizer steps in all (fastai drops the last partial batch)."""
+    per_epoch = max(1, len(task.y_train) // batch_size)
+    return max(1, round(steps / per_epoch) - freeze_epochs)
+
+
+def _run_method(method: str, task: Task, seed: int, steps: int = 200) -> tuple[float, dict[str, float]]:
+    """(test accuracy, extra numbers) of one method of the recipe table, about `steps` optimizer steps each."""
+    if method == "scratch":
+        return train_from_scratch(task, seed, steps=steps)[1], {}
+    if method == "linear probe":
+        return linear_probe(task, seed, steps=steps)[1], {}
+    if method == "fine-tune":
+        return fine_tune(task, seed, steps=steps)[1], {}
+    if method == "fastai fine_tune":
+        return fastai_fine_tune(task, seed, epochs=fastai_epochs(task, steps), base_lr=FASTAI_BASE_LR)[1], {}
+    if method == "recipe":
+        _, report = run_recipe(task, seed=seed, steps=steps, fold=False)
+        return report.test_accuracy, {"chosen rate": report.chosen_lr, "adabn": float(report.adabn_applied)}
+    raise ValueError(f"unknown method {method!r}; choose from {RECIPE_METHODS}")
+
+
+def recipe_study(seed: int, tasks=tuple(RECIPE_TASKS), methods=RECIPE_METHODS, shots: int = NEW_TASK_SHOTS,
+                 steps: int = 200) -> dict[str, float]:
+    """Scratch, linear probe, fine-tune, fastai's fine_tune and run_recipe on the digits target, the near and the far task.
+
+    Per task and method: "<task> test <method>" (test accuracy) and "<task> seconds <method>" (wall time,
+    loading included; machine-dependent, never compared between machines). `shots` images per class,
+    about `steps` optimizer steps per method.
+    """
+    out = {}
+    for name in tasks:
+        task = RECIPE_TASKS[name](shots=shots, seed=seed)
+        for method in methods:
+            t0 = time.perf_counter()
+            acc, extra = _run_method(method, task, seed, steps)
+            out[f"{name} seconds {method}"] = time.perf_counter() - t0
+            out[f"{name} test {method}"] = acc
+            out |= {f"{name} {k}": v for k, v in extra.items()}
+    return out
+
+
+# ---------------------------------------------------------------- surgical fine-tuning: which block to train
+SURGICAL_TASKS = ("inverted source", "blurred source", "digits", "near", "far")  # input-level shifts first
+SURGICAL_SETUPS = ("block 1", "block 2", "block 3", "block 4", "all")  # the one block trained alone, or everything
+
+
+def _surgical_task(name: str, seed: int, shots: int) -> Task:
+    if name.endswith(" source"):
+        return shifted_source_task({"inverted": "invert", "blurred": "blur"}[name.split()[0]], shots=shots, seed=seed)
+    return RECIPE_TASKS[name](shots=shots, seed=seed)
+
+
+def surgical_study(seed: int, tasks=SURGICAL_TASKS, shots: int = NEW_TASK_SHOTS, steps: int = 100) -> dict[str, float]:
+    """Which single block, trained alone, recovers most: input-level shifts (source digits, the pretrained head kept)
+    and new labels (digits 5-9, near, far: a linear probe's head first). "<task> test start" is the start point
+    (the pretrained head, or the probe), "<task> test <setup>" each setup's test accuracy, "<task> val <setup>"
+    its validation accuracy (the choice of a block is made on it).
+    """
+    out = {}
+    for name in tasks:
+        task = _surgical_task(name, seed, shots)
+        if name.endswith(" source"):
+            start = load_pretrained()  # its head already predicts digits 0-4
+        else:
+            start = linear_probe(task, seed)[0]
+        out[f"{name} test start"] = evaluate(start, (task.x_test, task.y_test))
+        for setup in SURGICAL_SETUPS:
+            block = "all" if setup == "all" else int(setup.split()[1]) - 1
+            model, acc = surgical_fine_tune(task, block, seed, steps=steps, model=copy.deepcopy(start))
+            out[f"{name} test {setup}"] = acc
+            out[f"{name} val {setup}"] = _val(model, task)
+    return out
+
+
+STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rates_study,
+           "bn_policy": bn_policy_study, "adabn": adabn_study, "recipe": recipe_study, "surgical": surgical_study}

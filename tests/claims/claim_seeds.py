@@ -1,0 +1,96 @@
+"""Which seeds the claim tests train, and which part of seed 0 a lesson already trains live (the tests' scheduling).
+
+`make test` trains seed 0 (`FRESH`) and asserts every claim on the shipped seeds too; `make claims`
+sets $FTCOURSE_CLAIM_SEEDS (0-5). A lesson trains part of its study's seed 0 live and compares it with
+the shipped file in a claim cell (`IN_LESSONS`); when that notebook runs in the same pytest session, the
+claim tests train only the rest (`lesson_aware`), so nothing is trained twice for one table.
+Every claim file imports its seeds from here: `from claim_seeds import FRESH, SEEDS, SEED_IDS, ...`.
+"""
+from __future__ import annotations
+
+import os
+
+from ftcourse.lab.shipped import STUDY_SEEDS, read_results, results_path
+
+# What a lesson trains live on seed 0 and compares with the shipped file in a claim cell of its own
+# (`differences_from_shipped(..., partial=True)`). When that notebook runs in the same pytest session as the
+# claim tests (`make test`), they train only the rest of seed 0, so nothing is trained twice for one table;
+# `make claims` (no notebooks) trains everything. {study: (notebook, what it trains)}
+IN_LESSONS = {
+    "warm_up": ("02_warming_up_the_head.ipynb", None),  # None: all of it
+    "data_size": ("02_warming_up_the_head.ipynb", (1,)),  # images per class: scratch, probe, fine-tune at 1/class
+    "rates": ("03_differential_learning_rates.ipynb", ("uniform 0.01", "np.array([1e-4,1e-3,1e-2])", "uniform 0.3",
+                                                       "slice(0.003, 0.3)", "two-stage (lp_ft 0.01)", "sweep 0.003",
+                                                       "sweep 0.03")),  # rates_study(skip=...)
+    "bn_policy": ("04_batchnorm_when_fine_tuning.ipynb", (2, 32)),  # batch sizes, every policy
+    "recipe": ("05_the_recipe.ipynb", {"near": ("fastai fine_tune", "recipe")}),  # task: methods
+    "surgical": ("05_the_recipe.ipynb", ("inverted source",)),  # tasks, every setup
+}
+
+
+def checked_in_lesson(study: str, notebooks) -> tuple[bool, object]:
+    """(whether the lesson that trains part of `study` live is among `notebooks`, what it trains: IN_LESSONS)."""
+    notebook, part = IN_LESSONS[study]
+    return notebook in set(notebooks), part
+
+
+def lesson_aware(name: str, study, notebooks, rest):
+    """`study`, except on seed 0 when the lesson that trains part of it live is among `notebooks`.
+
+    Then seed 0 is `rest(seed, part, shipped)`: it trains what the lesson does not (`part` = IN_LESSONS[name][1])
+    and fills in the lesson's part from the shipped seed-0 numbers, which the notebook's own claim cell
+    compares with its live run in the same session.
+    """
+    in_lesson, part = checked_in_lesson(name, notebooks)
+    if not in_lesson:
+        return study
+    shipped = read_results(name)["seeds"]["0"]
+    return lambda seed: rest(seed, part, dict(shipped)) if seed == 0 else study(seed)
+
+
+def fresh_seeds() -> tuple[int, ...]:
+    """Seeds whose studies the claim tests train again: $FTCOURSE_CLAIM_SEEDS ("0,1,2,3,4,5"), else (0,).
+
+    One fresh seed keeps `make test` inside its 15 minutes; `make claims` re-runs seeds 0-5 (0-2 shipped,
+    3-5 never used while writing the lessons).
+    """
+    value = os.environ.get("FTCOURSE_CLAIM_SEEDS", "0")
+    try:
+        seeds = tuple(sorted({int(s) for s in value.split(",") if s.strip()}))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"FTCOURSE_CLAIM_SEEDS must be comma-separated seeds >= 0 like '0,1,2', got {value!r}; "
+                         "unset it to re-run seed 0 only")
+    return seeds
+
+
+def seeds_to_check(fresh: tuple[int, ...] | None = None) -> list[int]:
+    """The shipped seeds and the fresh ones: each claim is asserted on all of them."""
+    fresh = fresh_seeds() if fresh is None else fresh
+    return sorted(set(STUDY_SEEDS) | set(fresh))
+
+
+def results_per_seed(name: str, study, seeds, fresh) -> dict[int, dict[str, float]]:
+    """{seed: numbers}: `study(seed)` trained now for seeds in `fresh`, the shipped file's numbers for the others.
+
+    The shipped numbers of a seed are what this code measured when the file was written
+    (`differences_from_shipped` checks that on every fresh shipped seed), so a claim asserted on them
+    is a claim about what the lesson prints.
+    """
+    shipped = read_results(name)["seeds"]
+    out = {}
+    for seed in seeds:
+        if seed in fresh:
+            out[seed] = study(seed)
+        elif str(seed) in shipped:
+            out[seed] = shipped[str(seed)]
+        else:
+            raise ValueError(f"seed {seed} is neither fresh nor in {results_path(name)}; add it to FTCOURSE_CLAIM_SEEDS")
+    return out
+
+
+FRESH = fresh_seeds()  # trained here: seed 0 in `make test`, $FTCOURSE_CLAIM_SEEDS in `make claims`
+SEEDS = seeds_to_check(FRESH)  # claims asserted on these: fresh runs, else the shipped file's numbers
+SEED_IDS = [f"{s}-{'fresh' if s in FRESH else 'shipped'}" for s in SEEDS]
+SHIPPED_AND_FRESH = [s for s in STUDY_SEEDS if s in FRESH]  # where a fresh run is compared with the file

@@ -1,0 +1,116 @@
+"""ftcourse.autopilot: the whole recipe in one call, each decision measured and reported."""
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import ftcourse
+from ftcourse import autopilot
+
+STEPS = ["1 BN statistics", "2 head warm-up", "3 BN policy", "4 freeze audit", "5 learning rate", "6 fine-tune",
+         "7 BN folding"]
+
+
+def small(task, val: int = 250):
+    """The task with a 200-image test prefix and a `val`-image validation prefix (both class-balanced)."""
+    return dataclasses.replace(task, x_test=task.x_test[:200], y_test=task.y_test[:200], x_val=task.x_val[:val],
+                               y_val=task.y_val[:val])
+
+
+@pytest.fixture(scope="module")
+def clean_run():
+    """One recipe run on the clean 10/class task (40 steps), evaluate calls recorded: (task, model, report, calls)."""
+    task = small(ftcourse.target_task(shots=10, seed=0))
+    calls = []
+
+    def spy(model, data, device=None):
+        x = data[0]
+        calls.append("test" if x is task.x_test else "val" if x is task.x_val else "other")
+        return ftcourse.evaluate(model, data, device=device)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(autopilot, "evaluate", spy)
+        model, report = autopilot.run_recipe(task, steps=40)
+    return task, model, report, calls
+
+
+def test_every_decision_is_reported_in_order(clean_run):
+    _, model, report, _ = clean_run
+    assert report.steps == STEPS
+    assert all(r["decision"] and r["measurement"] and r["seconds"] >= 0 for r in report.rows)
+    assert report.seconds == pytest.approx(sum(r["seconds"] for r in report.rows))
+    text = str(report)
+    assert all(step in text for step in STEPS) and "total" in text
+    assert "<table>" in report._repr_html_()
+    assert 0 <= report.head_val_accuracy <= 1 and 0 <= report.val_accuracy <= 1 and 0 <= report.test_accuracy <= 1
+    assert report.trainable_groups == 3 and report.bn_policy == "batch statistics"
+    assert model.fc.out_features == 5 and model.training  # the unfolded model comes back, in train mode
+
+
+def test_the_rate_is_a_candidate_chosen_on_validation_before_any_test(clean_run):
+    _, _, report, calls = clean_run
+    assert set(report.rate_scores) == set(autopilot.RATE_CANDIDATES) and report.chosen_lr in autopilot.RATE_CANDIDATES
+    best = max(report.rate_scores.values())
+    assert report.rate_scores[report.chosen_lr] >= best - (best * (1 - best) / 250) ** 0.5  # within 1 SE of the best
+    assert calls.count("test") == 1  # the test set is looked at once ...
+    assert calls.index("test") > len(autopilot.RATE_CANDIDATES)  # ... after the head's and every rate's validation
+    assert calls[:1 + len(autopilot.RATE_CANDIDATES)] == ["val"] * (1 + len(autopilot.RATE_CANDIDATES))
+    assert report.steps_per_candidate * (len(autopilot.RATE_CANDIDATES) + 1) + report.final_steps == 40  # the budget
+
+
+def test_no_adabn_on_the_clean_task_and_folding_keeps_the_outputs(clean_run):
+    task, model, report, _ = clean_run
+    assert not report.adabn_applied and report.bn_gap_before < autopilot.ADABN_THRESHOLD
+    assert report.fold_max_diff < 1e-4 and report.folded_speedup > 0
+    folded = report.folded_model
+    assert not ftcourse.bn_modules(folded)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(task.x_test[:16]), folded(task.x_test[:16]), atol=1e-4)
+
+
+def test_adabn_on_a_shifted_task_and_frozen_bn_for_single_image_batches():
+    task = small(ftcourse.target_task(shots=10, seed=0, shift="contrast"), val=100)
+    gap = autopilot.bn_gap(ftcourse.load_pretrained(), task.x_val)
+    model, report = autopilot.run_recipe(task, steps=5, batch_size=1, fold=False)
+    assert report.adabn_applied and report.bn_gap_before == pytest.approx(gap) and gap > autopilot.ADABN_THRESHOLD
+    assert report.bn_gap_after < autopilot.ADABN_THRESHOLD < report.bn_gap_before
+    assert report.bn_policy == "frozen statistics"
+    assert all(ftcourse.bn.bn_stats_frozen(m) for _, m in ftcourse.bn_modules(model))
+    assert report.folded_model is None and report.steps == STEPS[:-1]
+
+
+def test_bad_inputs_name_the_fix():
+    task = ftcourse.target_task(shots=2, seed=0)
+    with pytest.raises(TypeError, match="target_task"):
+        autopilot.run_recipe((task.x_train, task.y_train))
+    with pytest.raises(ValueError, match="steps must be an int >= 5"):
+        autopilot.run_recipe(task, steps=4)
+    with pytest.raises(ValueError, match="validation split.*dataclasses.replace"):
+        autopilot.run_recipe(dataclasses.replace(task, x_val=None, y_val=None))
+    with pytest.raises(ValueError, match="candidate learning rates"):
+        autopilot.run_recipe(task, rates=())
+    headless = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="no nn.Linear head.*model.fc = nn.Linear"):
+        autopilot.run_recipe(task, model=headless)
+
+
+def test_a_torchvision_resnet18_runs_the_recipe():
+    task = small(ftcourse.target_task(shots=4, seed=0), val=50)
+    model, report = autopilot.run_recipe(task, model=ftcourse.torchvision_backbone("resnet18", num_classes=5), steps=6,
+                                      batch_size=8)
+    assert isinstance(model, ftcourse.models.ResNet) and report.steps == STEPS
+    assert report.trainable_groups == 3 and 0 <= report.test_accuracy <= 1
+    with torch.no_grad():
+        scale = model.eval()(task.x_test[:64]).abs().max().item()
+    assert report.fold_max_diff <= 1e-5 * max(1.0, scale)  # float32 rounding of large random-weight logits
+
+
+def test_ablation_switches_do_what_they_say():
+    task = ftcourse.far_task(shots=4, seed=0)
+    _, off = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=False, head_steps=0, final_steps=3)
+    assert not off.adabn_applied and off.bn_gap_after == off.bn_gap_before
+    assert off.rows[1]["decision"].startswith("new head, 0 steps") and off.final_steps == 3
+    _, on = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=True)
+    assert on.adabn_applied and on.bn_gap_after < on.bn_gap_before
+    assert on.final_steps == 10 - 1 * (len(on.rate_scores) + 1)  # the default budget: steps minus the measurements

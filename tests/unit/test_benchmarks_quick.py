@@ -1,0 +1,133 @@
+"""Every benchmark script runs: in --quick mode, or printing its shipped file (no timing assertions)."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_freeze_cost_quick_prints_the_table():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "freeze_cost.py"), "--quick", "--threads", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert re.search(r"^model\s+freeze point\s+trainable\s+step ms\s+fwd ms\s+step/fwd\s+graph nodes\s+peak MiB$",
+                     text, re.M)
+    for model in ("course", "resnet18"):
+        rows = [line for line in text.splitlines() if line.startswith(model + " ")]
+        assert len(rows) == 7, rows  # nothing frozen, freeze_to(1..4), head only, fastai
+        assert "nothing frozen" in rows[0] and "head only" in rows[5] and "train_bn=True" in rows[6]
+        assert all(re.search(r"\d+\.\d\dx\s+\d+\s+-$", r) for r in rows)  # ratio, graph nodes, "-" memory on CPU
+        nodes = [int(r.split()[-2]) for r in rows]
+        assert nodes[0] > nodes[5] and nodes[6] > nodes[5]  # head only records the least backward work
+        assert re.search(rf"^  {model}: head-only \d+\.\d\dx forward \((meets|MISSES) the target\)", text, re.M)
+    assert "resnet50" not in text
+    assert "target: head-only <= 1.15x forward" in text
+
+
+def _run(script: str, *args: str) -> str:
+    """stdout of `python benchmarks/SCRIPT --quick ARGS`; fails the test with stderr if it exits non-zero."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_fastai_freeze_quick_prints_cost_and_accuracy_tables():
+    text = _run("fastai_freeze.py", "--threads", "1")
+    assert re.search(r"^model\s+freeze\s+trainable\s+step ms\s+fwd ms\s+step/fwd\s+graph nodes\s+peak MiB$", text, re.M)
+    for model in ("course", "resnet18"):
+        rows = [line for line in text.splitlines() if line.startswith(model + " ")]
+        assert len(rows) == 2 and "true freeze" in rows[0] and "fastai train_bn=True" in rows[1], rows
+        assert all(re.search(r"\d+\.\d\dx\s+\d+\s+-$", r) for r in rows)  # ratio, graph nodes, "-" memory on CPU
+        true_nodes, fastai_nodes = (int(r.split()[-2]) for r in rows)
+        assert fastai_nodes > true_nodes  # BN trainable: backward runs through the body
+        assert re.search(rf"^  {model}: fastai train_bn=True step costs \d+\.\d\dx a true-freeze step$", text, re.M)
+    assert re.search(r"^per class\s+true freeze\s+fastai train_bn=True\s+fastai - true\s+seconds$", text, re.M)
+    assert re.search(r"^\s+10\s+0\.\d{3} \(0\.\d\d-0\.\d\d\)\s+0\.\d{3} \(0\.\d\d-0\.\d\d\)\s+[+-]\d+\.\d pt", text, re.M)
+    assert "resnet50" not in text
+
+
+def test_cached_features_quick_prints_speedup_and_equal_heads():
+    text = _run("cached_features.py", "--threads", "1")
+    assert re.search(r"^model\s+images\s+features\s+recompute s/epoch\s+cached s/epoch\s+speed-up\s+caching s\s+"
+                     r"pays off after\s+max \|head diff\|$", text, re.M)
+    for model, features in (("course", 256), ("resnet18", 512)):
+        row = next(line for line in text.splitlines() if line.startswith(model + " "))
+        assert re.search(rf"\s{features}\s+\d+\.\d{{3}}\s+\d+\.\d{{4}}\s+\d+x\s+\d+\.\d\d\s+\d+\.\d epochs\s+"
+                         r"(\d\.\de[+-]\d\d)$", row), row
+        assert float(row.split()[-1]) < 1e-5  # same start, same batches, same steps: the same head
+        assert re.search(rf"^  {model}: \d+x \((meets|MISSES) the target\)", text, re.M)
+    assert "target: cached-feature epochs >= 20x faster" in text
+
+
+def test_fold_bn_quick_prints_ratio_and_difference():
+    text = _run("fold_bn.py", "--threads", "1")
+    assert re.search(r"^model\s+input\s+BN folded\s+eval ms\s+folded ms\s+folded/eval\s+max \|diff\|\s+max \|out\|$",
+                     text, re.M)
+    for model, bns in (("course", 12), ("resnet18", 20)):
+        row = next(line for line in text.splitlines() if line.startswith(model + " "))
+        m = re.search(rf"\s{bns}/{bns}\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\dx\s+(\S+)\s+\d+\.\d\d$", row)
+        assert m, row
+        assert float(m.group(1)) < 1e-3  # folding changes the maths only by float rounding
+    assert "resnet50" not in text
+
+
+def test_course_runtime_quick_runs_lesson_00_only():
+    text = _run("course_runtime.py")
+    assert re.search(r"^lesson\s+seconds\s+status$", text, re.M)
+    rows = re.findall(r"^(\S+\.ipynb)\s+\d+\.\d\s+(OK|OVER)$", text, re.M)
+    assert [name for name, _ in rows] == [p.name for p in sorted((ROOT / "lessons").glob("00_*.ipynb"))] != []
+    assert re.search(r"^total\s+\d+\.\d\s+(OK|OVER)$", text, re.M)
+    assert "budget 120 s per lesson, 10 min in all" in text
+
+
+def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():
+    shipped = sorted((ROOT / "data" / "results").glob("*.json"))
+    before = {p: p.read_bytes() for p in shipped}
+    text = _run("seed_studies.py")
+    assert re.search(r"^  adabn seed 0: \d+ s$", text, re.M) and "adabn: wrote" in text
+    assert "data/results" not in text  # --quick writes into a temporary folder
+    assert {p: p.read_bytes() for p in shipped} == before
+
+
+def test_recipe_table_quick_trains_five_methods_and_prints_the_table():
+    text = _run("recipe_table.py", "--threads", "1")
+    assert re.search(r"^10 images per class; trained now: seeds \[0\], 20 steps per method, 1 threads$", text, re.M)
+    assert re.search(r"^task\s+method\s+test accuracy\s+seconds$", text, re.M)
+    rows = [line for line in text.splitlines() if line.startswith("far ")]
+    assert [re.match(r"far\s+(.+?)\s+\d\.\d{3} ", r).group(1) for r in rows] == list(
+        ("scratch", "linear probe", "fine-tune", "fastai fine_tune", "recipe"))
+    assert all(re.search(r"\s0\.\d{3} \(0\.\d\d-0\.\d\d\)\s+\d+\.\d$", r) for r in rows), rows
+    assert re.search(r"^\s+best on the mean: (scratch|linear probe|fine-tune|fastai fine_tune|recipe)$", text, re.M)
+
+
+def test_recipe_table_prints_the_shipped_file_without_training():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_table.py")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "data/results/recipe.json" in out.stdout and "trained now" not in out.stdout
+    for task in ("digits", "near", "far"):
+        assert len([line for line in out.stdout.splitlines() if line.startswith(task + " ")]) == 5
+
+
+def test_transfer_table_prints_the_data_size_study_without_training():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer_table.py")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "data/results/data_size.json" in out.stdout and "trained now" not in out.stdout
+    seeds = json.loads((ROOT / "data" / "results" / "data_size.json").read_text())["seeds"].values()
+    for k in (10, 50):
+        row = next(line for line in out.stdout.splitlines() if line.startswith(f"{k:>9} |"))
+        means = [float(m) for m in re.findall(r"(0\.\d{3}) \(", row)]
+        expected = [sum(s[f"{k}/class test {key}"] for s in seeds) / len(seeds) for key in ("scratch", "probe", "fine-tune")]
+        assert len(means) == 3 and all(abs(m - e) <= 0.0005 + 1e-9 for m, e in zip(means, expected)), (row, expected)
+
+
+def test_transfer_table_quick_trains_three_methods():
+    text = _run("transfer_table.py", "--threads", "1")
+    assert re.search(r"trained now: seed 0, 10 steps per method, 1 threads", text)
+    assert re.search(r"^\s+10 \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \|"
+                     r"\s+[+-]\d+\.\d pt$", text, re.M), text
