@@ -26,7 +26,7 @@ import time
 
 import torch
 
-import ftcourse as ft
+import ftcourse
 from tables import bench_device, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 TARGET = 20.0
@@ -34,15 +34,16 @@ TARGET = 20.0
 
 def course_data(quick: bool) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """The pretrained course backbone and the target task's training images (250 per class; quick: 10)."""
-    task = ft.target_task(shots=10 if quick else None, seed=0)
-    return ft.load_pretrained(), task.x_train, task.y_train
+    task = ftcourse.target_task(shots=10 if quick else None, seed=0)
+    return ftcourse.load_pretrained(), task.x_train, task.y_train
 
 
 def resnet18_data(quick: bool) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """A torchvision resnet18 (random weights) and random 64 px images with 5 random labels (quick: 32 at 32 px)."""
     n, size = (32, 32) if quick else (512, 64)
     g = torch.Generator().manual_seed(0)
-    return ft.torchvision_backbone("resnet18"), torch.randn(n, 3, size, size, generator=g), torch.randint(0, 5, (n,), generator=g)
+    x, y = torch.randn(n, 3, size, size, generator=g), torch.randint(0, 5, (n,), generator=g)
+    return ftcourse.torchvision_backbone("resnet18"), x, y
 
 
 DATA = {"course": course_data, "resnet18": resnet18_data}
@@ -51,21 +52,22 @@ DATA = {"course": course_data, "resnet18": resnet18_data}
 def bench(name: str, device: torch.device, epochs: int, batch: int, lr: float, quick: bool) -> dict:
     """Train the same head both ways, one epoch of each in turn; return the row of the table."""
     model, x, y = DATA[name](quick)
-    ft.replace_head(model, 5, seed=0)
+    ftcourse.replace_head(model, 5, seed=0)
     twin = copy.deepcopy(model)  # the frozen-body route
-    ft.freeze_to(twin, -1)
+    ftcourse.freeze_to(twin, -1)
     t0 = time.perf_counter()
-    feats, labels = ft.precompute_features(model, (x, y), device=device)
+    feats, labels = ftcourse.precompute_features(model, (x, y), device=device)
     cache_s = time.perf_counter() - t0
     head = model.fc.to(device)
-    images = ft.make_loader(x, y, batch, shuffle=True, seed=3)  # same seed: the same order of batches
-    cached = ft.make_loader(feats, labels, batch, shuffle=True, seed=3)
-    opt_body = ft.make_optimizer(twin, lr=lr)
-    opt_head = ft.make_optimizer(head, lr=lr)
+    images = ftcourse.make_loader(x, y, batch, shuffle=True, seed=3)  # same seed: the same order of batches
+    cached = ftcourse.make_loader(feats, labels, batch, shuffle=True, seed=3)
+    opt_body = ftcourse.make_optimizer(twin, lr=lr)
+    opt_head = ftcourse.make_optimizer(head, lr=lr)
     body_s, head_s = [], []
+    quiet = {"schedule": None, "device": device, "progress": False}
     for _ in range(epochs):  # one epoch each in turn: both see the same machine load
-        body_s += ft.fit(twin, images, 1, optimizer=opt_body, schedule=None, device=device, progress=False).seconds
-        head_s += ft.fit(head, cached, 1, optimizer=opt_head, schedule=None, device=device, progress=False).seconds
+        body_s += ftcourse.fit(twin, images, 1, optimizer=opt_body, **quiet).seconds
+        head_s += ftcourse.fit(head, cached, 1, optimizer=opt_head, **quiet).seconds
     body, cached_epoch = statistics.median(body_s[1:]), statistics.median(head_s[1:])
     diff = max(float((a.detach() - b.detach()).abs().max()) for a, b in zip(head.parameters(), twin.fc.parameters()))
     return {"model": name, "images": f"{len(y)}x{'x'.join(map(str, x.shape[1:]))}", "features": feats.shape[1],

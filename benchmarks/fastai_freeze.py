@@ -23,7 +23,7 @@ import time
 
 import torch
 
-import ftcourse as ft
+import ftcourse
 from tables import bench_device, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # image size, batch
@@ -32,7 +32,9 @@ FREEZES = {"true freeze": False, "fastai train_bn=True": True}  # label -> train
 
 def build(name: str) -> torch.nn.Module:
     """The pretrained course backbone, or a torchvision ResNet with random weights; 5 classes."""
-    return ft.load_pretrained(num_classes=5) if name == "course" else ft.torchvision_backbone(name, num_classes=5)
+    if name == "course":
+        return ftcourse.load_pretrained(num_classes=5)
+    return ftcourse.torchvision_backbone(name, num_classes=5)
 
 
 def cost_rows(name: str, device: torch.device, batch: int, size: int, reps: int, warmup: int) -> list[dict]:
@@ -43,8 +45,8 @@ def cost_rows(name: str, device: torch.device, batch: int, size: int, reps: int,
     y = torch.randint(0, 5, (batch,), device=device)
     rows = []
     for label, train_bn in FREEZES.items():
-        ft.freeze_to(model, -1, train_bn=train_bn)
-        c = ft.step_cost(model, x, y, reps=reps, warmup=warmup)
+        ftcourse.freeze_to(model, -1, train_bn=train_bn)
+        c = ftcourse.step_cost(model, x, y, reps=reps, warmup=warmup)
         rows.append({"model": name, "freeze": label,
                      "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
                      "step ms": c["step_ms"], "fwd ms": c["forward_ms"], "step/fwd": c["step_ms"] / c["forward_ms"],
@@ -52,18 +54,18 @@ def cost_rows(name: str, device: torch.device, batch: int, size: int, reps: int,
     return rows
 
 
-def make_task(shots: int, seed: int, quick: bool) -> ft.Task:
+def make_task(shots: int, seed: int, quick: bool) -> ftcourse.Task:
     """The target task; in quick mode only the first 100 test images (a smoke test, not a result)."""
-    task = ft.target_task(shots=shots, seed=seed)
+    task = ftcourse.target_task(shots=shots, seed=seed)
     return dataclasses.replace(task, x_test=task.x_test[:100], y_test=task.y_test[:100]) if quick else task
 
 
-def accuracy(task: ft.Task, seed: int, train_bn: bool, steps: int, lr: float, device) -> float:
+def accuracy(task: ftcourse.Task, seed: int, train_bn: bool, steps: int, lr: float, device) -> float:
     """Test accuracy after training the pretrained backbone's new head (and BN, if train_bn) on the task."""
-    model = ft.load_pretrained()
-    ft.replace_head(model, task.num_classes, seed=seed)  # the same head for both freezes
-    ft.freeze_to(model, -1, train_bn=train_bn)
-    return ft.fine_tune(task, seed, steps=steps, lr=lr, model=model, device=device)[1]
+    model = ftcourse.load_pretrained()
+    ftcourse.replace_head(model, task.num_classes, seed=seed)  # the same head for both freezes
+    ftcourse.freeze_to(model, -1, train_bn=train_bn)
+    return ftcourse.fine_tune(task, seed, steps=steps, lr=lr, model=model, device=device)[1]
 
 
 def spread(v: list[float]) -> str:
@@ -78,7 +80,7 @@ def main(argv=None) -> None:
     ap.add_argument("--shots", type=int, nargs="+", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--steps", type=int, default=None, help="SGD steps per run (default ftcourse.DEFAULTS.steps, quick 5)")
-    ap.add_argument("--lr", type=float, default=ft.DEFAULTS.lr_probe)
+    ap.add_argument("--lr", type=float, default=ftcourse.DEFAULTS.lr_probe)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     device = bench_device(args.device, args.threads)
@@ -86,7 +88,7 @@ def main(argv=None) -> None:
     reps, warmup = (2, 1) if args.quick else (7, 2)
     shots = args.shots or ([10] if args.quick else [10, 50])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (5 if args.quick else ft.DEFAULTS.steps)
+    steps = args.steps or (5 if args.quick else ftcourse.DEFAULTS.steps)
     print(f"fastai freeze: device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"reps={reps} warmup={warmup}")
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ftcourse from this checkout
-import ftcourse as ft  # noqa: E402
-import ftcourse.recipes as recipes  # noqa: E402
+import ftcourse  # noqa: E402
+import ftcourse.fastai_style as fastai_style  # noqa: E402
 from ftcourse.fastai_style import FastaiOneCycle  # noqa: E402
 
 try:
@@ -84,7 +84,7 @@ class LookAhead:
 
 
 def fit_finishing_passes(model, train, **kwargs):
-    return ft.fit(model, LookAhead(train), **kwargs)
+    return ftcourse.fit(model, LookAhead(train), **kwargs)
 
 
 def ours(peaks, n, pct, div) -> tuple[list, list]:
@@ -118,11 +118,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     print(f"fastai {fastai.__version__}, torch {torch.__version__}")
 
-    task = ft.target_task(shots=args.shots, seed=args.seed)
+    task = ftcourse.target_task(shots=args.shots, seed=args.seed)
     task = dataclasses.replace(task, x_test=task.x_test[:args.test], y_test=task.y_test[:args.test])
-    ft.seed_everything(args.seed, threads=1)
-    start = ft.load_pretrained()
-    ft.replace_head(start, task.num_classes, seed=args.seed)
+    ftcourse.seed_everything(args.seed, threads=1)
+    start = ftcourse.load_pretrained()
+    ftcourse.replace_head(start, task.num_classes, seed=args.seed)
 
     # fastai on the same model, groups and batches
     train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(task.x_train, task.y_train),
@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     model_fa = copy.deepcopy(start)
     rec = RecordHypers()
     learn = Learner(DataLoaders(train, valid), model_fa, loss_func=torch.nn.functional.cross_entropy,
-                    splitter=lambda m: [ft.params_of(g) for g in ft.layer_groups(m, 3)], cbs=[rec])
+                    splitter=lambda m: [ftcourse.params_of(g) for g in ftcourse.layer_groups(m, 3)], cbs=[rec])
     with learn.no_bar(), learn.no_logging():
         learn.fine_tune(args.epochs, base_lr=args.base_lr, freeze_epochs=args.freeze_epochs)
     n = len(train)
@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     print("\n1. lr per group and beta1 at every step, fastai's Recorder vs ftcourse's FastaiOneCycle")
     b = args.base_lr
     phases = [("frozen", [b / 10, b / 10, b], args.freeze_epochs * n, 0.99, 25.0),
-              ("unfrozen", ft.even_mults(b / 2 / 100, b / 2, 3), args.epochs * n, 0.3, 5.0)]
+              ("unfrozen", ftcourse.even_mults(b / 2 / 100, b / 2, 3), args.epochs * n, 0.3, 5.0)]
     at = 0
     for name, peaks, steps, pct, div in phases:
         lrs, moms = ours(peaks, steps, pct, div)
@@ -152,11 +152,11 @@ def main(argv=None) -> None:
     assert at == len(rec.step_lrs), (at, len(rec.step_lrs))
 
     print("\n2. training: the same start, the same batches")
-    recipes.fit = fit_finishing_passes  # the same batch order as fastai (see LookAhead)
-    model_ft, acc_ft = ft.fastai_fine_tune(task, seed=args.seed, epochs=args.epochs, base_lr=args.base_lr,
-                                           freeze_epochs=args.freeze_epochs, batch_size=args.batch_size,
-                                           model=copy.deepcopy(start), device="cpu")
-    acc_fa = ft.evaluate(model_fa, (task.x_test, task.y_test))
+    fastai_style.fit = fit_finishing_passes  # fastai_fine_tune's fit: the same batch order as fastai (see LookAhead)
+    model_ft, acc_ft = ftcourse.fastai_fine_tune(task, seed=args.seed, epochs=args.epochs, base_lr=args.base_lr,
+                                                 freeze_epochs=args.freeze_epochs, batch_size=args.batch_size,
+                                                 model=copy.deepcopy(start), device="cpu")
+    acc_fa = ftcourse.evaluate(model_fa, (task.x_test, task.y_test))
     sd_fa, sd_ft = model_fa.state_dict(), model_ft.state_dict()
     params = {k for k, _ in model_ft.named_parameters()}
     diff_p = max(float((sd_fa[k] - sd_ft[k]).abs().max()) for k in params)

@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-import ftcourse as ft
+import ftcourse
 from tables import bench_device, pick_models, print_table  # benchmarks/tables.py (scripts run from this folder)
 
 SIZES = {"course": (32, 256), "resnet18": (64, 64), "resnet50": (64, 32)}  # image size, batch
@@ -29,8 +29,8 @@ SIZES = {"course": (32, 256), "resnet18": (64, 64), "resnet50": (64, 32)}  # ima
 def build(name: str, size: int, device: torch.device) -> torch.nn.Module:
     """The pretrained course backbone, or a torchvision ResNet whose BN layers have seen some data; eval mode."""
     if name == "course":
-        return ft.load_pretrained().to(device).eval()
-    model = ft.torchvision_backbone(name, num_classes=5).to(device)
+        return ftcourse.load_pretrained().to(device).eval()
+    model = ftcourse.torchvision_backbone(name, num_classes=5).to(device)
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = None  # running statistics = the average over the calibration batches
@@ -44,9 +44,9 @@ def bench(name: str, device: torch.device, batch: int, size: int, reps: int, war
     """One row: unfolded and folded forward times, their ratio, output difference."""
     torch.manual_seed(0)
     model = build(name, size, device)
-    folded, report = ft.fold_bn(model, return_report=True)
+    folded, report = ftcourse.fold_bn(model, return_report=True)
     x = torch.randn(batch, 3, size, size, device=device)
-    plain, fold = ft.forward_ms([model, folded], x, reps=reps, warmup=warmup)  # in turns: the same machine load
+    plain, fold = ftcourse.forward_ms([model, folded], x, reps=reps, warmup=warmup)  # in turns: the same machine load
     with torch.no_grad():
         out, out_folded = model(x), folded(x)
     bns = len(report["folded"]) + len(report["frozen_affine"])

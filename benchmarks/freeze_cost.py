@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-import ftcourse as ft
+import ftcourse
 from tables import bench_device, pick_models  # benchmarks/tables.py (scripts run from this folder)
 
 TARGET = 1.15
@@ -27,14 +27,14 @@ SIZES = {"course": (32, 64), "resnet18": (64, 32), "resnet50": (64, 32)}  # imag
 def build(name: str) -> torch.nn.Module:
     """The course backbone or a torchvision ResNet (random weights, 5 classes: speed does not depend on the weights)."""
     if name == "course":
-        return ft.course_backbone(num_classes=5)
-    return ft.torchvision_backbone(name, weights=None, num_classes=5)
+        return ftcourse.course_backbone(num_classes=5)
+    return ftcourse.torchvision_backbone(name, weights=None, num_classes=5)
 
 
 def freeze_points(model) -> list[tuple[str, int, bool]]:
     """(label, freeze_to index, train_bn) for every freeze point, one group per unit of the model."""
-    groups = ft.unit_groups(model)
-    names = ft.unit_names(model)
+    groups = ftcourse.unit_groups(model)
+    names = ftcourse.unit_names(model)
     k = len(groups)
     points = [("nothing frozen", 0, False)]
     points += [(f"freeze_to({i}): train {names[i]}..", i, False) for i in range(1, k - 1)]
@@ -49,11 +49,11 @@ def bench_model(name, device, batch, size, warmup, reps, amp) -> list[dict]:
     model = build(name).to(device)
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 5, (batch,), device=device)
-    groups = ft.unit_groups(model)
+    groups = ftcourse.unit_groups(model)
     rows = []
     for label, n, train_bn in freeze_points(model):
-        ft.freeze_to(model, n, groups=groups, train_bn=train_bn)
-        c = ft.step_cost(model, x, y, reps=reps, warmup=warmup, amp=amp)
+        ftcourse.freeze_to(model, n, groups=groups, train_bn=train_bn)
+        c = ftcourse.step_cost(model, x, y, reps=reps, warmup=warmup, amp=amp)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         rows.append({"model": name, "freeze point": label, "trainable": trainable, "step ms": c["step_ms"],
                      "fwd ms": c["forward_ms"], "step/fwd": c["step_ms"] / c["forward_ms"],
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
         print(f"  {name}: {batch}x3x{size}x{size}", flush=True)
         rows += bench_model(name, device, batch, size, warmup, reps, args.amp)
     print()
-    print(ft.Table(rows, formats=FORMATS))
+    print(ftcourse.Table(rows, formats=FORMATS))
     print()
     print(f"target: head-only <= {TARGET}x forward")
     for name, _, _ in models:

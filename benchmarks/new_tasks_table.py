@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-import ftcourse as fc
+import ftcourse
 from ftcourse.lab import shipped
 
-TASKS = {"near": fc.near_task, "far": fc.far_task}
+TASKS = {"near": ftcourse.near_task, "far": ftcourse.far_task}
 METHODS = ("scratch", "linear probe", "fine-tune")
 
 
@@ -57,7 +57,7 @@ def main(argv=None) -> None:
         ap.error("--resume needs --save FILE (the file whose rows to keep)")
     shots = args.shots or ([10] if args.quick else [10, 50])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    steps = 20 if args.quick else fc.DEFAULTS.steps
+    steps = 20 if args.quick else ftcourse.DEFAULTS.steps
     os.environ["FTCOURSE_THREADS"] = str(args.threads)  # every recipe calls seed_everything, which sets this count
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
                 task = TASKS[tname](shots=k, seed=seed)
                 if args.quick:
                     task = dataclasses.replace(task, x_test=task.x_test[:n_test], y_test=task.y_test[:n_test])
-                for name, acc in fc.recipes.compare_baselines(task, seed=seed, steps=steps).items():
+                for name, acc in ftcourse.recipes.compare_baselines(task, seed=seed, steps=steps).items():
                     results[name].append(round(float(acc), 4))
             secs = time.perf_counter() - t1
             mean = {m: statistics.mean(v) for m, v in results.items()}
@@ -120,7 +120,7 @@ def _save(path: Path | None, out: dict) -> None:
     """Write the numbers so far (atomically: an interrupted run leaves the previous file)."""
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fc.files.atomic_write_bytes(path, (json.dumps(out, indent=1) + "\n").encode())
+        ftcourse.files.atomic_write_bytes(path, (json.dumps(out, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-import ftcourse as ft
+import ftcourse
 
 
 def bench_device(name: str, threads: int) -> torch.device:
@@ -27,4 +27,4 @@ def pick_models(models: str | None, quick: bool, sizes: dict) -> list[tuple[str,
 
 def print_table(rows: list[dict], fmt: dict) -> None:
     """The rows as ftcourse's one table type: text columns left-aligned, numbers right-aligned, '-' for None."""
-    print(ft.Table(rows, formats=fmt))
+    print(ftcourse.Table(rows, formats=fmt))

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-import ftcourse as fc
+import ftcourse
 from ftcourse.lab import shipped, studies
 
 METHODS = {"scratch": "scratch", "linear probe": "probe", "fine-tune": "fine-tune"}  # column -> study key
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         shots, t0 = [10], time.perf_counter()
-        found = fc.recipes.compare_baselines(fc.target_task(shots=10, seed=0), seed=0, steps=10)
+        found = ftcourse.recipes.compare_baselines(ftcourse.target_task(shots=10, seed=0), seed=0, steps=10)
         per_seed = {0: {f"10/class test {key}": found[col] for col, key in METHODS.items()}}
         source = f"trained now: seed 0, 10 steps per method, {args.threads} threads ({time.perf_counter() - t0:.0f} s)"
     elif args.run:

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import groups as _groups
-from .tables import Table
+from .tables import Table, TableReport
 
 __all__ = ["AuditReport", "freeze_audit", "twin_copy"]
 
@@ -305,8 +305,8 @@ def _cells(row: dict) -> list[str]:
     return out
 
 
-@dataclass
-class AuditReport:
+@dataclass(repr=False)
+class AuditReport(TableReport):
     """What one training step really changed: unit rows, per-parameter rows, traps and notes."""
 
     rows: list[dict]
@@ -334,13 +334,8 @@ class AuditReport:
         return Table(rows, title=f"Freeze audit: one training step on copies (model in {mode} mode); "
                                  "counts are parameter tensors", notes=status)
 
-    def __str__(self) -> str:
-        return str(self.table())
-
-    def __repr__(self) -> str:
-        return str(self)
-
     def _repr_html_(self) -> str:
+        """Its own HTML, not the table's: frozen rows are greyed out."""
         th = "".join(f"<th>{html.escape(t)}</th>" for _, t in _COLUMNS)
         grey = ' style="color:#999"'
         trs = "".join(f"<tr{grey if r['frozen'] else ''}>"

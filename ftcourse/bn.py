@@ -5,7 +5,6 @@ import copy
 import functools
 import itertools
 import math
-import numbers
 from typing import Callable, Iterable
 
 import torch
@@ -13,6 +12,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops import FrozenBatchNorm2d
+
+from .inputs import require_int
 
 __all__ = [
     "freeze_bn_stats", "unfreeze_bn_stats", "bn_stats_frozen", "bn_modules", "convert_sync_batchnorm",
@@ -341,9 +342,8 @@ def adabn(model: nn.Module, loader: Iterable, device=None, max_batches: int | No
     layers = [m for _, m in bn_modules(model) if m.running_mean is not None]
     if not layers:
         raise ValueError("the model has no BN layers with running statistics: nothing for AdaBN to recompute")
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral)
-                                    or max_batches < 1):
-        raise ValueError(f"max_batches must be a positive number of batches or None, got {max_batches}")
+    if max_batches is not None:
+        max_batches = require_int("max_batches", max_batches, low=1, expected="a positive number of batches or None")
     batches = iter(loader)
     first = next(batches, None)
     if first is None:

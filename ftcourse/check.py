@@ -71,7 +71,6 @@ def trains_only(model, names, what: str | None = None) -> None:
                              "their running statistics would still change in model.train(). "
                              "Hint: ftcourse.freeze(...) or ftcourse.freeze_bn_stats(...) on the frozen modules")
     print(f"Correct: only {', '.join(wanted)} train, and the frozen part's BN statistics are pinned.")
-    return
 
 
 def frozen_head_only(model) -> None:
@@ -103,7 +102,6 @@ def audit_clean(model, optimizer, batch, loss_fn=F.cross_entropy) -> None:
     if not report.ok:
         raise AssertionError("The freeze audit (model in train mode) still finds: " + " | ".join(report.traps))
     print("Correct: one training step in train mode changes nothing that is frozen.")
-    return
 
 
 def number(answer, expected: float, what: str, rel: float = 1e-3) -> None:
@@ -117,7 +115,6 @@ def number(answer, expected: float, what: str, rel: float = 1e-3) -> None:
     if not math.isclose(value, float(expected), rel_tol=rel, abs_tol=1e-12):
         raise AssertionError(f"Your {what} = {value:.6g}, expected {float(expected):.6g}")
     print(f"Correct: {what} = {value:.6g}")
-    return
 
 
 def param_count(answer, modules, what: str = "number of parameters") -> None:
@@ -131,7 +128,6 @@ def param_count(answer, modules, what: str = "number of parameters") -> None:
         hint = " Hint: sum(p.numel() for p in module.parameters()) over the group's modules"
         raise AssertionError(f"Your {what} = {answer!r}, expected {expected:,}.{hint}")
     print(f"Correct: {what} = {expected:,}")
-    return
 
 
 def normalised(answer, raw: torch.Tensor, mean, std) -> None:
@@ -150,7 +146,6 @@ def normalised(answer, raw: torch.Tensor, mean, std) -> None:
                              f"{[round(v, 3) for v in expected.mean(dim=(0, 2, 3)).tolist()]} (max difference "
                              f"{err:.3g}). Hint: (x - mean) / std with mean and std shaped (1, 3, 1, 1)")
     print("Correct: (x - mean) / std per channel; these are what the backbone saw in pretraining.")
-    return
 
 
 # ---------------------------------------------------------------- BatchNorm as an affine map, folding, AdaBN

@@ -303,13 +303,15 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     """The argument parser of the `ftcourse` command."""
+    from .workspace import DEFAULT_DIR
+
     parser = argparse.ArgumentParser(prog="ftcourse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="check packages, device, JupyterLab widgets and data checksums; "
                                   "exit 1 if anything is wrong")
     p = sub.add_parser("lessons", help="copy the lessons into a folder of your own (never overwrites your copies)")
-    p.add_argument("dir", nargs="?", default="ftcourse-lessons", metavar="DIR",
-                   help="where your copies go (default: ./ftcourse-lessons)")
+    p.add_argument("dir", nargs="?", default=DEFAULT_DIR, metavar="DIR",
+                   help=f"where your copies go (default: ./{DEFAULT_DIR})")
     p.add_argument("--reset", metavar="NAME",
                    help="replace your copy of lesson NAME (e.g. 01) with a fresh one, after backing it up")
     p.add_argument("--no-solutions", action="store_true", help="leave the solution cells out")

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["backward_graph_size", "sync_device", "time_call", "time_steps", "forward_ms", "step_cost"]
+__all__ = ["backward_graph_size", "sync_device", "time_call", "time_steps", "forward_ms", "step_cost",
+           "ring_allreduce_seconds"]
 
 
 def backward_graph_size(loss: torch.Tensor) -> int:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .files import verified_path
+from .inputs import require_int
 
 __all__ = [
     "Task", "SHIFTS", "interleave", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task", "shifted_test_set",
@@ -86,7 +87,16 @@ def render(indices: np.ndarray, seed: int, clutter: int = CLUTTER, fragment: int
     Clutter is what makes the task hard to learn from a few examples and what pretraining teaches.
     """
     images, _ = load_digits()
-    indices = np.asarray(indices)
+    out = _scatter(images, np.asarray(indices), seed, clutter, fragment, canvas)
+    return torch.from_numpy(out).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+
+
+def _scatter(digits: np.ndarray, indices: np.ndarray, seed: int, clutter: int, fragment: int, canvas: int) -> np.ndarray:
+    """The clutter loop of `render` and `_clutter_render`: float32 canvases (N, canvas, canvas) in [0, 1].
+
+    `digits` are uint8 (M, 28, 28); for each of `indices`, `clutter` fragment x fragment pieces of digits drawn
+    from `indices`, then the digit itself, each at a random place (max-composited), all drawn from `seed`.
+    """
     rng = np.random.default_rng(seed)
     out = np.zeros((len(indices), canvas, canvas), np.float32)
     for k, i in enumerate(indices):
@@ -95,11 +105,11 @@ def render(indices: np.ndarray, seed: int, clutter: int = CLUTTER, fragment: int
             j = indices[rng.integers(len(indices))]
             fy, fx = rng.integers(4, 28 - fragment - 4 + 1, size=2)
             py, px = rng.integers(0, canvas - fragment + 1, size=2)
-            np.maximum(c[py:py + fragment, px:px + fragment], images[j, fy:fy + fragment, fx:fx + fragment] / 255.0,
+            np.maximum(c[py:py + fragment, px:px + fragment], digits[j, fy:fy + fragment, fx:fx + fragment] / 255.0,
                        out=c[py:py + fragment, px:px + fragment])
         oy, ox = rng.integers(0, canvas - 28 + 1, size=2)
-        np.maximum(c[oy:oy + 28, ox:ox + 28], images[i] / 255.0, out=c[oy:oy + 28, ox:ox + 28])
-    return torch.from_numpy(out).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+        np.maximum(c[oy:oy + 28, ox:ox + 28], digits[i] / 255.0, out=c[oy:oy + 28, ox:ox + 28])
+    return out
 
 
 def _split(digits: tuple[int, ...], per_class: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -264,11 +274,8 @@ def shifted_source_task(shift: str, shots: int = 10, seed: int = 0, severity: fl
     if shift is None:
         raise ValueError(f"shift must be one of {SHIFTS}: shifted_source_task is the source task with shifted inputs")
     limit = SOURCE_SPLIT[0] - SOURCE_VAL
-    ok_shots = isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and 1 <= shots <= limit
-    if not ok_shots:
-        raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    require_int("shots", shots, low=1, high=limit, hint="images per class")
+    require_int("seed", seed, low=0)
     train, test = _split(SOURCE_DIGITS, SOURCE_SPLIT)
     rng = np.random.default_rng(seed)
     chosen = interleave([rng.choice(p[:limit], size=int(shots), replace=False) for p in train])
@@ -288,15 +295,13 @@ def target_task(shots: int | None = None, seed: int = 0, shift: str | None = Non
     the test set (out-of-distribution test).
     """
     limit = TARGET_SPLIT[0] - TARGET_VAL
-    ok_shots = isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and 1 <= shots <= limit
-    if shots is not None and not ok_shots:
-        raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}")
+    if shots is not None:
+        require_int("shots", shots, low=1, high=limit, hint="images per class")
     if test_shift != "same" and test_shift not in (None, *SHIFTS):
         raise ValueError(f"unknown test_shift {test_shift!r}; choose one of {SHIFTS}, None or 'same'")
     _check_shift(shift, severity)
     _check_norm(norm)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    require_int("seed", seed, low=0)
     pool, val, test = _target_pool_val_test()
     rng = np.random.default_rng(seed)
     chosen = interleave([p if shots is None else rng.choice(p, size=int(shots), replace=False) for p in pool])
@@ -357,8 +362,7 @@ def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle:
                         "convert them with torch.as_tensor")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} items but y has {len(y)}: give one label per image")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (e.g. 32), got {batch_size!r}")
+    require_int("batch_size", batch_size, low=1, expected="a positive int", hint="e.g. 32")
     g = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(TensorDataset(x, y), batch_size=int(batch_size), shuffle=shuffle, generator=g,
                       drop_last=bool(drop_last))
@@ -407,11 +411,10 @@ def folder_task(path, size: int = 224, val_per_class: int = 2, test_per_class: i
     if None). Each class must have enough images for all three. Suits a few hundred images; for more,
     stream `image_folder(path, train=True)` through a DataLoader instead.
     """
-    for name, v in (("val_per_class", val_per_class), ("test_per_class", test_per_class)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1 (images per class), got {v!r}")
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-        raise ValueError(f"shots must be an int >= 1 or None (all the rest), got {shots!r}")
+    val_per_class = require_int("val_per_class", val_per_class, low=1, hint="images per class")
+    test_per_class = require_int("test_per_class", test_per_class, low=1, hint="images per class")
+    if shots is not None:
+        shots = require_int("shots", shots, low=1, expected="an int >= 1 or None", hint="all the rest")
     images = image_folder(path, size=size, mean=mean, std=std)
     labels = np.array(images.targets)
     counts = np.bincount(labels, minlength=len(images.classes))
@@ -468,32 +471,17 @@ def _clutter_render(images: np.ndarray, indices: np.ndarray, seed: int, clutter:
     indices = np.asarray(indices)
     if clutter == 0:
         return torch.from_numpy(images[indices].astype(np.float32) / 255.0)
-    digits = images[:, 2:30, 2:30]
-    rng = np.random.default_rng(seed)
-    out = np.zeros((len(indices), 32, 32), np.float32)
-    for k, i in enumerate(indices):
-        c = out[k]
-        for _ in range(clutter):
-            j = indices[rng.integers(len(indices))]
-            fy, fx = rng.integers(4, 28 - fragment - 4 + 1, size=2)
-            py, px = rng.integers(0, 32 - fragment + 1, size=2)
-            np.maximum(c[py:py + fragment, px:px + fragment], digits[j, fy:fy + fragment, fx:fx + fragment] / 255.0,
-                       out=c[py:py + fragment, px:px + fragment])
-        oy, ox = rng.integers(0, 32 - 28 + 1, size=2)
-        np.maximum(c[oy:oy + 28, ox:ox + 28], digits[i] / 255.0, out=c[oy:oy + 28, ox:ox + 28])
-    return torch.from_numpy(out)
+    return torch.from_numpy(_scatter(images[:, 2:30, 2:30], indices, seed, clutter, fragment, 32))
 
 
 def _table_task(name: str, classes: tuple[str, ...], what: str, fn: str, shots, seed, norm, clutter: int = 0) -> Task:
     """A Task from a shipped table: `shots` pool images per class drawn with `seed`, fixed validation and test."""
     pool, val, test = _table_splits(name, len(classes))
     limit = min(len(p) for p in pool)
-    ok_shots = isinstance(shots, (int, np.integer)) and not isinstance(shots, bool) and 1 <= shots <= limit
-    if shots is not None and not ok_shots:
-        raise ValueError(f"shots must be an int in 1..{limit} (images per class), got {shots!r}: "
-                         f"e.g. ftcourse.{fn}(shots=10), or shots=None for the whole pool")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}: e.g. ftcourse.{fn}(shots=10, seed=0)")
+    if shots is not None:
+        require_int("shots", shots, low=1, high=limit,
+                    hint=f"images per class; e.g. ftcourse.{fn}(shots=10), or shots=None for the whole pool")
+    require_int("seed", seed, low=0, hint=f"e.g. ftcourse.{fn}(shots=10, seed=0)")
     _check_norm(norm)
     images, labels, _ = _image_table(name)
     rng = np.random.default_rng(seed)
@@ -520,10 +508,8 @@ def near_task(shots: int | None = None, seed: int = 0, norm="source", clutter: i
     random place among `clutter` fragments of other digits (fixed for test and validation, set by `seed`
     for training), as in `target_task`; clutter=0 gives the clean digits, centred.
     """
-    ok = isinstance(clutter, (int, np.integer)) and not isinstance(clutter, bool) and 0 <= clutter <= 20
-    if not ok:
-        raise ValueError(f"clutter must be an int in 0..20 (fragments per image; {CLUTTER} as in target_task, "
-                         f"0 for clean digits), got {clutter!r}")
+    require_int("clutter", clutter, low=0, high=20,
+                hint=f"fragments per image; {CLUTTER} as in target_task, 0 for clean digits")
     what = "near: UCI handwritten digits 0-9" + (", cluttered" if clutter else ", clean")
     return _table_task(NEAR_FILE, NEAR_CLASSES, what, "near_task", shots, seed, norm, int(clutter))
 

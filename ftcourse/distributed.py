@@ -103,6 +103,61 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, ar
             dist.destroy_process_group()
 
 
+def _check_launch(world_size, timeout, backend) -> str:
+    """The backend to use; bad arguments -> an error that names the fix."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    backend = backend or "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be 'gloo' (CPU) or 'nccl' (GPUs), got {backend!r}")
+    if backend == "nccl" and torch.cuda.device_count() < 1:
+        raise ValueError("backend 'nccl' needs CUDA GPUs and none is visible; use backend='gloo' on the CPU")
+    return backend
+
+
+def _collect(procs: list, results: Any, timeout: float, done: dict[int, Any], bar) -> None:
+    """Fill `done` with each rank's value as it arrives; raise on an error, a dead rank or the deadline."""
+    world_size, deadline = len(procs), time.monotonic() + timeout
+    while len(done) < world_size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            missing = [r for r in range(world_size) if r not in done]
+            raise WorkerTimeout(f"rank(s) {missing} of {world_size} did not finish in {timeout:g} s and were "
+                                "stopped. A hang is nearly always a collective (all_reduce, a DDP backward, a "
+                                "barrier) that not every rank called; raise timeout if the work is just slow")
+        try:
+            rank, status, payload = results.get(timeout=min(left, 0.2))
+        except queue_module.Empty:
+            dead = [r for r, p in enumerate(procs) if r not in done and p.exitcode not in (None, 0)]
+            if dead:
+                raise WorkerError(f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} "
+                                  "without a result (killed, out of memory, or a crash in native code)") from None
+            continue
+        if status == "error":
+            raise WorkerError(f"rank {rank} of {world_size} raised:\n{payload}")
+        done[rank] = pickle.loads(payload)
+        if bar is not None:
+            bar.update(1)
+
+
+def _reap(procs: list, results: Any, finished: bool) -> None:
+    """Join every process (briefly if a rank failed), terminate then kill what is still alive, close the queue."""
+    for p in procs:
+        if p.pid is not None:
+            p.join(timeout=10 if finished else 0.5)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    results.cancel_join_thread()
+    results.close()
+
+
 def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | None = None,
            timeout: float = 120.0, threads: int = 1, progress: bool = False) -> list:
     """Run `fn(rank, world_size, *args)` in `world_size` new processes joined by torch.distributed.
@@ -115,15 +170,7 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     progress: a tqdm bar that counts the ranks as they return (starting the processes takes seconds).
     """
     _check_importable(fn)
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    backend = backend or "gloo"
-    if backend not in ("gloo", "nccl"):
-        raise ValueError(f"backend must be 'gloo' (CPU) or 'nccl' (GPUs), got {backend!r}")
-    if backend == "nccl" and torch.cuda.device_count() < 1:
-        raise ValueError("backend 'nccl' needs CUDA GPUs and none is visible; use backend='gloo' on the CPU")
+    backend = _check_launch(world_size, timeout, backend)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = free_port()
@@ -132,7 +179,6 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
                                               timeout), daemon=True, name=f"ftcourse-rank{rank}")
              for rank in range(world_size)]
     done: dict[int, Any] = {}
-    deadline = time.monotonic() + timeout
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -141,41 +187,11 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
         for p in procs:
             p.start()
             _LAST["processes"].append(p)
-        while len(done) < world_size:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                missing = [r for r in range(world_size) if r not in done]
-                raise WorkerTimeout(f"rank(s) {missing} of {world_size} did not finish in {timeout:g} s and were "
-                                    "stopped. A hang is nearly always a collective (all_reduce, a DDP backward, a "
-                                    "barrier) that not every rank called; raise timeout if the work is just slow")
-            try:
-                rank, status, payload = results.get(timeout=min(left, 0.2))
-            except queue_module.Empty:
-                dead = [r for r, p in enumerate(procs) if r not in done and p.exitcode not in (None, 0)]
-                if dead:
-                    raise WorkerError(f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} "
-                                      "without a result (killed, out of memory, or a crash in native code)") from None
-                continue
-            if status == "error":
-                raise WorkerError(f"rank {rank} of {world_size} raised:\n{payload}")
-            done[rank] = pickle.loads(payload)
-            if bar is not None:
-                bar.update(1)
+        _collect(procs, results, timeout, done, bar)
     finally:
         if bar is not None:
             bar.close()
-        for p in procs:
-            if p.pid is not None:
-                p.join(timeout=10 if len(done) == world_size else 0.5)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-        results.cancel_join_thread()
-        results.close()
+        _reap(procs, results, finished=len(done) == world_size)
     return [done[r] for r in range(world_size)]
 
 

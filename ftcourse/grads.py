@@ -77,8 +77,6 @@ class GradientRecorder:
         self._attach()  # parameters unfrozen since the last step get their hook now
         return row
 
-    record = step  # the same thing, for readers who think of it as "record this step"
-
     def __call__(self, *_) -> list[float]:
         """`step()`: so the recorder itself can be fit's `on_step` callback."""
         return self.step()

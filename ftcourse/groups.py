@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models as tvm
 
 from .bn import bn_stats_frozen, freeze_bn_stats, unfreeze_bn_stats
+from .inputs import require_int
 from .tables import Table
 
 __all__ = [
@@ -198,10 +199,9 @@ def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> LayerGroups:
     (fastai's split). Earlier groups take the extra units when the body does not split evenly.
     """
     units = model_units(model)
-    n = n_groups
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(units):
-        raise ValueError(f"n_groups must be an int from 1 to {len(units)} for this {type(model).__name__} "
-                         f"({len(units)} units: stem/stages and head), got {n!r}")
+    n = require_int("n_groups", n_groups, low=1, high=len(units),
+                    expected=f"an int from 1 to {len(units)} for this {type(model).__name__}",
+                    hint=f"{len(units)} units: stem/stages and head")
     return LayerGroups(model, _cut(units, n))
 
 
@@ -273,9 +273,8 @@ def freeze_to(model: nn.Module, n: int, groups=None, train_bn: bool = False) -> 
     """
     groups = LayerGroups.of(model, groups)
     n_groups = len(groups)
-    if isinstance(n, bool) or not isinstance(n, int) or not -n_groups <= n <= n_groups:
-        raise ValueError(f"n must be an int from {-n_groups} to {n_groups} for {n_groups} groups (0 = all trainable, "
-                         f"-1 = last group only, {n_groups} = all frozen), got {n!r}")
+    n = require_int("n", n, low=-n_groups, high=n_groups, expected=f"an int from {-n_groups} to {n_groups} for "
+                    f"{n_groups} groups", hint=f"0 = all trainable, -1 = last group only, {n_groups} = all frozen")
     first = n % n_groups if n < 0 else n  # index of the first trainable group
     for group in groups[first:]:
         unfreeze(group)

@@ -12,6 +12,7 @@ from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
 from .files import ChecksumError, atomic_path, read_manifest, sha256_file, verified_path
+from .inputs import require_int
 from .runtime import get_device
 
 __all__ = [
@@ -175,9 +176,8 @@ def torchvision_backbone(name: str = "resnet18", weights=None, num_classes: int 
     return model
 
 
-def _check_num_classes(num_classes) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int (e.g. task.num_classes), got {num_classes!r}")
+def _check_num_classes(num_classes) -> int:
+    return require_int("num_classes", num_classes, low=1, expected="a positive int", hint="e.g. task.num_classes")
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -190,7 +190,7 @@ def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
 
 def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Linear:
     """Put a new randomly initialised nn.Linear head (num_classes outputs) in place; return it."""
-    _check_num_classes(num_classes)
+    num_classes = _check_num_classes(num_classes)
     name, old = find_head(model)
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
@@ -199,8 +199,7 @@ def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) ->
     else:
         new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
     new = new.to(device=old.weight.device, dtype=old.weight.dtype)
-    parent_name, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+    model.set_submodule(name, new)
     return new
 
 
@@ -208,6 +207,5 @@ def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """(body, head): a copy of the model whose head is nn.Identity (outputs features), and the head."""
     name, head = find_head(model)
     body = copy.deepcopy(model)
-    parent_name, _, attr = name.rpartition(".")
-    setattr(body.get_submodule(parent_name) if parent_name else body, attr, nn.Identity())
+    body.set_submodule(name, nn.Identity())
     return body, head

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .groups import N_GROUPS, LayerGroups, group_label, layer_groups, params_of
+from .inputs import is_int
 from .tables import Table
 
 __all__ = ["even_mults", "rate_count", "lrs_for", "param_groups", "layerwise_lrs", "ulmfit_lrs", "make_optimizer", "param_group_problems",
@@ -44,8 +45,7 @@ def _is_number(x) -> bool:
 
 def layerwise_lrs(n_groups: int, top_lr: float, decay: float) -> list[float]:
     """Layer-wise decay, input to output: the last group gets top_lr, the k-th group below it top_lr * decay**k."""
-    if (isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral) or n_groups < 1
-            or not _is_number(decay) or not math.isfinite(decay) or decay <= 0):
+    if not is_int(n_groups) or n_groups < 1 or not _is_number(decay) or not math.isfinite(decay) or decay <= 0:
         raise ValueError(f"need n_groups >= 1 and decay > 0, got n_groups={n_groups!r}, decay={decay!r}")
     if not _is_number(top_lr) or not math.isfinite(top_lr) or top_lr <= 0:
         raise ValueError(f"top_lr must be a finite number > 0 (the head's rate, e.g. 1e-2), got {top_lr!r}")
@@ -94,9 +94,9 @@ def lrs_for(lr, n_groups, labels: list[str] | None = None) -> list[float]:
 
         lrs_for(slice(1e-4, 1e-2), 3)  ->  [1e-4, 1e-3, 1e-2]
     """
-    groups = None if isinstance(n_groups, numbers.Integral) else n_groups
+    groups = None if isinstance(n_groups, numbers.Integral) else n_groups  # a count (a bool is refused), or groups
     n = int(n_groups) if groups is None else len(groups)
-    if isinstance(n_groups, bool) or n < 1:
+    if (groups is None and not is_int(n_groups)) or n < 1:
         raise ValueError(f"n_groups must be a count >= 1 or the layer groups, got {n_groups!r}")
     if isinstance(lr, slice):
         rates = _slice_lrs(lr, n)

@@ -17,6 +17,7 @@ from torchvision import models as tvm
 
 from .data import Task, make_loader, shifted_test_set
 from .groups import N_GROUPS, freeze, freeze_to, layer_groups, model_units, unfreeze
+from .inputs import require_int
 from .models import course_backbone, find_head, fresh_model, load_pretrained, replace_head
 from .optim import lrs_for, make_optimizer, param_groups
 from .runtime import seed_everything
@@ -182,9 +183,9 @@ def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = _D.steps, 
     train, for a change of the labels the last.
     """
     n = len(surgical_blocks(model if model is not None else course_backbone()))
-    if not (block == "all" or (isinstance(block, int) and not isinstance(block, bool) and -n <= block < n)):
-        raise ValueError(f"block must be 'all' or a block index from {-n} to {n - 1} (0 = first, -1 = last), "
-                         f"got {block!r}")
+    if not (isinstance(block, str) and block == "all"):
+        block = require_int("block", block, low=-n, high=n - 1, expected=f"'all' or a block index from {-n} to {n - 1}",
+                            hint="0 = first, -1 = last")
     if model is None:
         model, _ = linear_probe(task, seed=seed, device=device)
     elif (outputs := find_head(model)[1].out_features) != task.num_classes:

@@ -1,12 +1,13 @@
 """Reproducibility and device choice: called explicitly, never on import."""
 from __future__ import annotations
 
-import numbers
 import os
 import random
 
 import numpy as np
 import torch
+
+from .inputs import require_int
 
 __all__ = ["seed_everything", "get_device", "DEFAULT_THREADS", "default_threads"]
 
@@ -27,10 +28,9 @@ def seed_everything(seed: int = 0, threads: int | None = None, deterministic: bo
     Called in the first cell of every lesson (ftcourse has no side effects on import). threads:
     default $FTCOURSE_THREADS or 2; 0 leaves torch's setting alone.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, e.g. seed_everything(0), got {seed!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0):
-        raise ValueError(f"threads must be an int >= 1 (0 leaves torch's setting alone), got {threads!r}")
+    seed = require_int("seed", seed, low=0, hint="e.g. seed_everything(0)")
+    if threads is not None:
+        threads = require_int("threads", threads, low=0, expected="an int >= 1", hint="0 leaves torch's setting alone")
     threads = default_threads() if threads is None else threads
     random.seed(seed)
     np.random.seed(seed % 2**32)

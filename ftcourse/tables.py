@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-__all__ = ["Table", "SummaryTable", "format_cell"]
+__all__ = ["Table", "SummaryTable", "TableReport", "format_cell"]
 
 
 def format_cell(v, fmt: str | None = None) -> str:
@@ -75,3 +75,22 @@ class Table:
 
 
 SummaryTable = Table  # the name it had in ftcourse.groups
+
+
+class TableReport:
+    """Mixin for a report that shows itself as a Table: print it for text, a notebook shows the HTML.
+
+    The subclass defines `table() -> Table`; a dataclass subclass needs `@dataclass(repr=False)` to keep this repr.
+    """
+
+    def table(self) -> Table:
+        raise NotImplementedError(f"{type(self).__name__} must define table() -> Table")
+
+    def __str__(self) -> str:
+        return str(self.table())
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()

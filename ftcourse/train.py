@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import make_loader
+from .inputs import require_int
 from .models import split_head
 from .optim import make_optimizer
 from .runtime import get_device
@@ -56,12 +57,10 @@ def _total_steps(train, epochs: int | None, steps: int | None) -> tuple[int, int
     if per_epoch < 1:
         raise ValueError("the training loader is empty: it yields no batch (no images, or drop_last with too few)")
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        steps = require_int("steps", steps, low=1)
         return math.ceil(steps / per_epoch), steps
     epochs = 5 if epochs is None else epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    epochs = require_int("epochs", epochs, low=1)
     return epochs, epochs * per_epoch
 
 

@@ -56,11 +56,19 @@ def resolve_lesson(name: str, source: Path | None = None) -> str:
 
 
 def is_solution(cell: dict) -> bool:
-    """True for a code cell whose opening comment lines include `# Solution` (after an nbval marker, say)."""
+    """An exercise's solution: a code cell whose opening comment lines include `# Solution`.
+
+    The lessons' one marker of a solution, in the source where it travels with the cell (an nbval marker and
+    other comments or blank lines may come first). `learner_copy` collapses or drops these cells and the slides
+    skip them; the collapsed input in the lessons is the consequence, not the mark. Takes nbformat cells and
+    cells read as plain JSON (source as a list of lines).
+    """
     if cell.get("cell_type") != "code":
         return False
-    lines = cell.get("source", "").splitlines()
-    return any(line.startswith("# Solution") for line in itertools.takewhile(lambda l: l.startswith("#"), lines))
+    source = cell.get("source", "")
+    lines = ("".join(source) if isinstance(source, list) else source).splitlines()
+    opening = itertools.takewhile(lambda line: line.startswith("#") or not line.strip(), lines)
+    return any(line.startswith("# Solution") for line in opening)
 
 
 def learner_copy(path: Path, solutions: bool = True) -> nbformat.NotebookNode:

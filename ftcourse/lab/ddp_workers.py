@@ -137,14 +137,9 @@ def single_process_gradients(seed: int, freeze_point: int, world_size: int, per_
     return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
-def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 8) -> dict:
-    """What happens when the frozen set changes after DDP is built, and the right ways to change it."""
-    device = _device(dist.get_backend())
-    x, y = global_batch(seed, world_size, per_rank)
-    xl, yl = _local(x, rank, world_size).to(device), _local(y, rank, world_size).to(device)
-    out: dict = {}
-
-    # 1. wrap with the head trainable, then unfreeze layer4 (stage two of the recipe) without re-wrapping
+def _unfreeze_then_rewrap(seed: int, device: torch.device, xl: torch.Tensor, yl: torch.Tensor) -> dict:
+    """Wrap with the head trainable, unfreeze layer4 (stage two of a recipe) without re-wrapping; then re-wrap."""
+    out = {}
     model = _model(seed, -1, device)
     ddp = nn.parallel.DistributedDataParallel(model)
     F.cross_entropy(ddp(xl), yl).backward()
@@ -157,15 +152,17 @@ def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
     out["unfreeze after wrapping: layer4 weights equal on every rank after a step"] = all(
         _same_on_every_rank(p.detach()) for p in model.layer4.parameters())
-
-    # 2. the right way: build DDP again after the change
-    ddp = nn.parallel.DistributedDataParallel(model)
+    ddp = nn.parallel.DistributedDataParallel(model)  # the right way: build DDP again after the change
     model.zero_grad(set_to_none=True)
     F.cross_entropy(ddp(xl), yl).backward()
     out["re-wrapped: layer4 gradients equal on every rank"] = all(
         _same_on_every_rank(p.grad) for p in model.layer4.parameters())
+    return out
 
-    # 3. wrap with layer4 trainable, then freeze it again
+
+def _freeze_after_wrapping(seed: int, device: torch.device, xl: torch.Tensor, yl: torch.Tensor) -> dict:
+    """Wrap with layer4 trainable, then freeze it again: what the next two steps do."""
+    out = {}
     model = _model(seed, -2, device)
     ddp = nn.parallel.DistributedDataParallel(model)
     F.cross_entropy(ddp(xl), yl).backward()
@@ -182,8 +179,11 @@ def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 
         except RuntimeError as exc:
             errors.append(str(exc).splitlines()[0][:200])
     out["freeze after wrapping: error at each of the next two steps"] = errors
+    return out
 
-    # 4. find_unused_parameters=True tolerates it (DDP then walks the autograd graph after every forward)
+
+def _find_unused_parameters(seed: int, device: torch.device, xl: torch.Tensor, yl: torch.Tensor) -> dict:
+    """find_unused_parameters=True tolerates a freeze after wrapping (DDP walks the autograd graph every forward)."""
     model = _model(seed, -2, device)
     ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     counter = ByteCounter().attach(ddp)
@@ -192,11 +192,21 @@ def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 
     for _ in range(2):
         model.zero_grad(set_to_none=True)
         F.cross_entropy(ddp(xl), yl).backward()
-    out["find_unused_parameters=True: steps after freezing run"] = True
-    out["find_unused_parameters=True: head gradients equal on every rank"] = _same_on_every_rank(model.fc.weight.grad)
-    out["find_unused_parameters=True: bytes per step after freezing"] = counter.bytes // 2
-    out["find_unused_parameters=True: 4 x trainable parameters after freezing"] = 4 * sum(
-        p.numel() for p in model.parameters() if p.requires_grad)
+    return {"find_unused_parameters=True: steps after freezing run": True,
+            "find_unused_parameters=True: head gradients equal on every rank": _same_on_every_rank(model.fc.weight.grad),
+            "find_unused_parameters=True: bytes per step after freezing": counter.bytes // 2,
+            "find_unused_parameters=True: 4 x trainable parameters after freezing": 4 * sum(
+                p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def freeze_change_worker(rank: int, world_size: int, seed: int, per_rank: int = 8) -> dict:
+    """What happens when the frozen set changes after DDP is built, and the right ways to change it (four scenarios)."""
+    device = _device(dist.get_backend())
+    x, y = global_batch(seed, world_size, per_rank)
+    xl, yl = _local(x, rank, world_size).to(device), _local(y, rank, world_size).to(device)
+    out: dict = {}
+    for scenario in (_unfreeze_then_rewrap, _freeze_after_wrapping, _find_unused_parameters):
+        out |= scenario(seed, device, xl, yl)
     return out
 
 

@@ -9,7 +9,8 @@ with RISE. The cell metadata `slideshow.slide_type` decides what goes on which s
   it discusses, never in the same cell as the next heading;
 - a `###` heading and each exercise start a sub-slide; the other cells follow on the current
   (sub-)slide until it would project taller than the screen, then a sub-slide starts;
-- executed solutions (code cells with a collapsed input) are skipped: they would print the answers;
+- executed solutions (code cells marked `# Solution`, `ftcourse.workspace.is_solution`) are skipped: they would
+  print the answers;
 - a plotting cell too tall with its code gets the tag `hide-input`: the deck shows its figure only
   (`make slides` removes the input of tagged cells; JupyterLab shows every cell's code as usual).
 
@@ -25,7 +26,8 @@ import struct
 import uuid
 from typing import Any
 
-SCREEN_PX = (1280, 720)
+from ..workspace import is_solution
+
 # A (sub-)slide is estimated at most this tall. Measured in Chromium, the rendered height of the
 # lessons' slides (offline deck) is within -110/+55 px of the estimate, so this keeps every slide on a
 # 720-px screen.
@@ -49,11 +51,6 @@ def _source(cell: dict[str, Any]) -> str:
 def slide_type(cell: dict[str, Any]) -> str:
     """The cell's `slideshow.slide_type`, "-" (continue the current slide) when unset."""
     return cell.get("metadata", {}).get("slideshow", {}).get("slide_type", "-")
-
-
-def is_solution(cell: dict[str, Any]) -> bool:
-    """An executed exercise solution: a code cell whose input is collapsed in JupyterLab."""
-    return cell["cell_type"] == "code" and bool(cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"))
 
 
 def is_heading(cell: dict[str, Any]) -> bool:

@@ -30,8 +30,16 @@ def test_lesson_names_are_ordered_and_descriptive():
 
 
 def test_lessons_are_present():
-    """The course ships its lessons; the per-notebook checks below run once for each of them."""
-    assert len(LESSONS) >= 2, [p.name for p in LESSONS]
+    """The course ships exactly its seven lessons; the per-notebook checks below run once for each of them."""
+    assert [p.name for p in LESSONS] == [
+        "00_welcome_and_setup.ipynb",
+        "01_where_backprop_stops.ipynb",
+        "02_warming_up_the_head.ipynb",
+        "03_differential_learning_rates.ipynb",
+        "04_batchnorm_when_fine_tuning.ipynb",
+        "05_the_recipe.ipynb",
+        "06_beyond_one_process.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])

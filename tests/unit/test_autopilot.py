@@ -36,16 +36,49 @@ def clean_run():
 
 
 def test_every_decision_is_reported_in_order(clean_run):
-    _, model, report, _ = clean_run
+    task, model, report, _ = clean_run
     assert report.steps == STEPS
     assert all(r["decision"] and r["measurement"] and r["seconds"] >= 0 for r in report.rows)
     assert report.seconds == pytest.approx(sum(r["seconds"] for r in report.rows))
     text = str(report)
     assert all(step in text for step in STEPS) and "total" in text
-    assert "<table>" in report._repr_html_()
-    assert 0 <= report.head_val_accuracy <= 1 and 0 <= report.val_accuracy <= 1 and 0 <= report.test_accuracy <= 1
+    assert "<table>" in report._repr_html_() and repr(report) == text == str(report.table())
+    assert isinstance(report, ftcourse.tables.TableReport)
     assert report.trainable_groups == 3 and report.bn_policy == "batch statistics"
     assert model.fc.out_features == 5 and model.training  # the unfolded model comes back, in train mode
+    # the reported accuracies are the returned model's, and the warm-up head is better than chance (5 classes)
+    assert report.val_accuracy == ftcourse.evaluate(model, (task.x_val, task.y_val))
+    assert report.test_accuracy == ftcourse.evaluate(model, (task.x_test, task.y_test))
+    assert report.head_val_accuracy > 1 / 5 + 0.1
+
+
+def test_each_row_is_step_decision_measurement_seconds(clean_run):
+    report = clean_run[2]
+    for row in report.rows:
+        assert list(row) == ["step", "decision", "measurement", "seconds"], row
+        assert isinstance(row["seconds"], float) and row["seconds"] >= 0, row
+    assert "SMALL_BATCH" in report.rows[2]["measurement"] and "ADABN_THRESHOLD" in report.rows[0]["measurement"]
+
+
+def test_report_step_times_its_block_and_records_one_row():
+    report = autopilot.RecipeReport()
+    with report.step("x") as row:
+        row["decision"], row["measurement"] = "d", "m"
+    with pytest.raises(RuntimeError), report.step("failed"):
+        raise RuntimeError("a failed step records no row")
+    assert report.steps == ["x"] and report.rows[0]["decision"] == "d" and report.rows[0]["measurement"] == "m"
+    assert report.rows[0]["seconds"] >= 0
+
+
+def test_decisions_state_rules_and_measurements_not_study_results(clean_run):
+    """Every BN-policy branch (batch 1, a small batch, the default 32): no row quotes a study."""
+    task = small(ftcourse.target_task(shots=4, seed=0), val=50)
+    _, small_batch = autopilot.run_recipe(task, steps=5, batch_size=4, fold=False, head_steps=0)
+    _, one = autopilot.run_recipe(task, steps=5, batch_size=1, fold=False, head_steps=0)
+    for report in (clean_run[2], small_batch, one):
+        for row in report.rows:
+            assert "study" not in (row["decision"] + row["measurement"]).lower(), row
+    assert small_batch.bn_policy == "batch statistics" and one.bn_policy == "frozen statistics"
 
 
 def test_the_rate_is_a_candidate_chosen_on_validation_before_any_test(clean_run):
@@ -100,7 +133,7 @@ def test_a_torchvision_resnet18_runs_the_recipe():
     model, report = autopilot.run_recipe(task, model=ftcourse.torchvision_backbone("resnet18", num_classes=5), steps=6,
                                       batch_size=8)
     assert isinstance(model, ftcourse.models.ResNet) and report.steps == STEPS
-    assert report.trainable_groups == 3 and 0 <= report.test_accuracy <= 1
+    assert report.trainable_groups == 3 and report.test_accuracy == ftcourse.evaluate(model, (task.x_test, task.y_test))
     with torch.no_grad():
         scale = model.eval()(task.x_test[:64]).abs().max().item()
     assert report.fold_max_diff <= 1e-5 * max(1.0, scale)  # float32 rounding of large random-weight logits

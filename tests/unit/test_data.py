@@ -1,7 +1,8 @@
-"""The shipped data, the tasks built from it, shifts, and a learner's own image folder."""
+"""The shipped data, the tasks built from it, shifts, and a learner's own images (image_folder, folder_task)."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ftcourse
 from ftcourse.data import SHIFTS, render
@@ -88,8 +89,6 @@ def test_fresh_clutter_changes_every_epoch():
 
 
 def test_image_folder_loads_a_learners_own_images(tmp_path):
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     for cls in ("cats", "dogs"):
         (tmp_path / cls).mkdir()
@@ -148,3 +147,46 @@ def test_interleave_round_robin_with_unequal_classes():
 
     out = interleave([np.array([1, 2, 3]), np.array([10]), np.array([20, 21])])
     assert out.tolist() == [1, 10, 20, 2, 21, 3]
+
+
+def test_shifted_source_task_keeps_the_labels_and_shifts_every_split():
+    task = ftcourse.shifted_source_task("invert", shots=4, seed=1)
+    assert task.classes == ("0", "1", "2", "3", "4") and len(task.y_train) == 20
+    assert task.y_val.bincount().tolist() == [50] * 5 and task.y_test.bincount().tolist() == [100] * 5
+    assert torch.equal(task.y_train, torch.arange(20) % 5)
+    clean = ftcourse.source_task()
+    assert task.x_test.mean() > clean.x_test.mean() + 1  # inverted: mostly white (normalised with source stats)
+    assert not torch.equal(ftcourse.shifted_source_task("invert", shots=4, seed=2).x_train, task.x_train)
+    for bad, match in [(dict(shift=None), "shift must be one of"), (dict(shift="invert", shots=0), "shots must be"),
+                       (dict(shift="invert", shots=351), "shots must be"), (dict(shift="rotate"), "shift")]:
+        with pytest.raises(ValueError, match=match):
+            ftcourse.shifted_source_task(**bad)
+
+
+def _folder(tmp_path, per_class=(6, 6, 5)):
+    root = tmp_path / "my_images"
+    rng = np.random.default_rng(0)
+    for k, n in enumerate(per_class):
+        (root / f"class{k}").mkdir(parents=True)
+        for i in range(n):
+            pixels = (rng.random((20, 24, 3)) * 80 + 60 * k).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class{k}" / f"{i}.png")
+    return root
+
+
+def test_folder_task_splits_class_by_class_without_overlap(tmp_path):
+    task = ftcourse.folder_task(_folder(tmp_path), size=16, val_per_class=1, test_per_class=2, seed=0)
+    assert task.classes == ("class0", "class1", "class2") and task.x_train.shape[1:] == (3, 16, 16)
+    assert task.y_test.bincount().tolist() == [2, 2, 2] and task.y_val.bincount().tolist() == [1, 1, 1]
+    assert task.y_train.bincount().tolist() == [3, 3, 2]  # the rest
+    everything = torch.cat([task.x_train, task.x_val, task.x_test])
+    assert len({tuple(x.flatten()[:50].tolist()) for x in everything}) == len(everything)  # no image twice
+    few = ftcourse.folder_task(_folder(tmp_path / "b"), size=16, val_per_class=1, test_per_class=1, shots=2)
+    assert few.y_train.bincount().tolist() == [2, 2, 2]
+
+
+def test_folder_task_names_the_fix_when_a_class_is_too_small(tmp_path):
+    with pytest.raises(ValueError, match=r"too few in class2 \(5\)"):
+        ftcourse.folder_task(_folder(tmp_path), size=16, val_per_class=2, test_per_class=2, shots=2)
+    with pytest.raises(ValueError, match="val_per_class must be"):
+        ftcourse.folder_task(_folder(tmp_path / "c"), val_per_class=0)

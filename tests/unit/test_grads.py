@@ -46,7 +46,7 @@ def test_recorder_runs_on_resnet18_and_checks_names(batch):
     model = resnet18(weights=None, num_classes=5)
     with GradientRecorder(model) as rec:
         backward(model, batch)
-        rec.record()
+        rec.step()
     assert rec.as_array().shape == (1, 3)
     with pytest.raises(ValueError, match="names has 2 entries but there are 3 groups"):
         GradientRecorder(model, names=["a", "b"])

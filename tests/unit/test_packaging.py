@@ -35,7 +35,7 @@ def _imports(path: Path) -> set[str]:
 
 
 # bottom to top; a module may import only modules in an earlier layer or its own layer's lower entries
-LAYERS = [["files", "runtime", "tables", "workspace", "distributed"], ["data", "models", "bn"], ["groups"], ["optim"],
+LAYERS = [["inputs", "files", "runtime", "tables", "workspace", "distributed"], ["data", "models", "bn"], ["groups"], ["optim"],
           ["cost", "features", "grads", "audit"], ["train"], ["recipes", "fastai_style", "explore", "pretrain"],
           ["autopilot"], ["plots", "check"], ["widgets"], ["cli"]]
 
@@ -126,3 +126,13 @@ def test_every_module_says_what_it_holds():
         exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                          and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)), [])
         assert set(exported) <= defined, f"{path.name} exports names it does not define: {set(exported) - defined}"
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    """One screen per idea: no function or method of ftcourse (toolkit and lab) over 60 lines."""
+    long = []
+    for path in (ROOT / "ftcourse").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

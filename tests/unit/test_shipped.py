@@ -64,3 +64,13 @@ def test_differences_from_shipped_partial_compares_only_what_was_measured():
     cka = shipped0["1 - CKA uniform 0.01"]  # another quantity: compared relatively
     assert shipped.differences_from_shipped("rates", 0, {"1 - CKA uniform 0.01": cka * 1.2}, partial=True) == []
     assert len(shipped.differences_from_shipped("rates", 0, {"1 - CKA uniform 0.01": cka * 1.5}, partial=True)) == 1
+
+
+def test_wall_seconds_and_choices_are_never_compared_with_the_shipped_file():
+    seed0 = shipped.read_results("recipe")["seeds"]["0"]
+    fresh = {k: (v * 3 if "seconds" in k else v) for k, v in seed0.items()}
+    fresh["near chosen rate"] = 123.0
+    assert not shipped.differences_from_shipped("recipe", 0, fresh)
+    fresh["near test recipe"] = seed0["near test recipe"] + 0.2
+    assert shipped.differences_from_shipped("recipe", 0, fresh) == [
+        f"near test recipe: {fresh['near test recipe']:.4g} vs shipped {seed0['near test recipe']:.4g}"]

@@ -18,3 +18,8 @@ def test_choose_rate_picks_the_best_validation_rate():
     numbers["val sweep 0.03"] = 0.9
     chosen = studies.choose_rate(numbers)
     assert chosen["chosen rate"] == 0.03 and chosen["test at the chosen rate"] == 0.03 and "chosen rate" not in numbers
+
+
+def test_fastai_epochs_make_about_200_steps():
+    assert studies.fastai_epochs(ftcourse.target_task(shots=10)) == 199  # 50 images: 1 step per epoch
+    assert studies.fastai_epochs(ftcourse.near_task(shots=10)) == 66  # 100 images: 3 steps per epoch, 67 * 3 = 201

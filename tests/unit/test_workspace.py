@@ -218,3 +218,7 @@ def test_a_solution_cell_may_start_with_an_nbval_marker():
 
     assert workspace.is_solution(new_code_cell("# NBVAL_IGNORE_OUTPUT (digits)\n# Solution\nx = 1"))
     assert not workspace.is_solution(new_code_cell("x = 1\n# Solution"))
+    assert workspace.is_solution(new_code_cell("# NBVAL_IGNORE_OUTPUT\n# (why)\n\n# Solution\nx = 1"))  # lesson 05
+    assert workspace.is_solution({"cell_type": "code", "metadata": {}, "source": ["# Solution\n", "x = 1"]})  # raw JSON
+    assert not workspace.is_solution(new_code_cell("x = 1", metadata={"jupyter": {"source_hidden": True}}))
+    assert not workspace.is_solution({"cell_type": "markdown", "metadata": {}, "source": "# Solution"})
