@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-__all__ = ["Table", "SummaryTable", "TableReport", "format_cell"]
+__all__ = ["Table", "TableReport", "format_cell"]
 
 
 def format_cell(v, fmt: str | None = None) -> str:
@@ -74,7 +74,6 @@ class Table:
         return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{warn}{notes}"
 
 
-SummaryTable = Table  # the name it had in ftcourse.groups
 
 
 class TableReport:

@@ -120,7 +120,7 @@ def rates_study(seed: int, skip=()) -> dict[str, float]:
         record("fastai-style (frozen epoch, then slice(0.003, 0.3))", *freeze_then_discriminative(task, seed))
     if "group 0 frozen, slice(0.003, 0.3)" not in skip:
         model = fresh_model(seed=seed)
-        groups = freeze_to(model, 1)  # seed 002: leave the first group frozen
+        groups = freeze_to(model, 1)  # the learners' question: leave the first group frozen
         record("group 0 frozen, slice(0.003, 0.3)", *fine_tune(
             task, seed, model=model, optimizer=make_optimizer(param_groups(
                 groups, slice(0.003, 0.3), model=model, weight_decay=DEFAULTS.weight_decay))))

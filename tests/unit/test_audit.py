@@ -28,12 +28,6 @@ def model(request, base_models):
     return m
 
 
-@pytest.fixture
-def batch():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 5, (4,), generator=g)
-
-
 def one_step(model, opt, batch):
     opt.zero_grad(set_to_none=False)
     F.cross_entropy(model(batch[0]), batch[1]).backward()
