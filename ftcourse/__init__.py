@@ -5,18 +5,19 @@ module (`ftcourse.bn.convert_sync_batchnorm`, `ftcourse.data.render`, ...). Modu
 module imports one above it; tests/unit/test_packaging.py checks it):
 
     inputs, files, runtime, tables, workspace -> data, models, bn, distributed -> groups -> optim ->
-    cost, features, grads, audit -> train -> recipes, fastai_style, explore, pretrain -> autopilot ->
+    cost, features, grads, audit, compare -> train -> recipes, fastai_style, explore, pretrain -> autopilot ->
     plots, check -> widgets -> cli
 
 `ftcourse.lab` is the course's own lab (the multi-seed studies and their results files, the lessons'
 claim lines, the DDP workers run by `distributed.launch`, the slide structure): it imports the toolkit, never the reverse.
 """
-from . import (audit, autopilot, bn, cost, data, distributed, explore, fastai_style, features, files,  # noqa: F401
-               grads, groups, models, optim, recipes, runtime, tables, train)
+from . import (audit, autopilot, bn, compare, cost, data, distributed, explore, fastai_style, features,  # noqa: F401
+               files, grads, groups, models, optim, recipes, runtime, tables, train)
 from .audit import freeze_audit
 from .autopilot import run_recipe
 from .bn import (BNAffine, adabn, bn_modules, bn_report, bn_to_affine, fold_bn, fold_conv_bn, freeze_bn_stats,
                  unfreeze_bn_stats)
+from .compare import paired
 from .cost import backward_graph_size, forward_ms, step_cost, time_steps
 from .data import (IMAGENET_MEAN, IMAGENET_STD, Task, denormalize, far_task, folder_task, image_folder, make_loader,
                    near_task, normalize, shifted_source_task, shifted_test_set, source_task, target_task)
@@ -53,8 +54,8 @@ __all__ = [
     # measuring: cost, gradients, features, a freeze audit
     "backward_graph_size", "step_cost", "time_steps", "forward_ms", "GradientRecorder", "snapshot", "update_ratios",
     "body_gradient", "feature_drift", "linear_cka", "representation_change", "freeze_audit",
-    # training
-    "fit", "evaluate", "predict", "precompute_features",
+    # training, and comparing two methods over seeds
+    "fit", "evaluate", "predict", "precompute_features", "paired",
     # recipes: the baselines, fastai's one call, the course's decisions in one call
     "DEFAULTS", "train_from_scratch", "linear_probe", "fine_tune", "lp_ft", "gradual_unfreeze", "surgical_fine_tune",
     "fastai_fine_tune", "run_recipe",
