@@ -4,7 +4,7 @@
 module (`ftcourse.bn.convert_sync_batchnorm`, `ftcourse.data.render`, ...). Modules, bottom to top (no
 module imports one above it; tests/unit/test_packaging.py checks it):
 
-    inputs, files, runtime, tables, workspace -> data, models, bn, distributed -> groups -> optim ->
+    inputs, files, runtime, tables, workspace, distributed -> data, models, bn -> groups -> optim ->
     cost, features, grads, audit, compare -> train -> recipes, fastai_style, explore, pretrain -> autopilot ->
     plots, check -> widgets -> cli
 

@@ -28,6 +28,7 @@ from .bn import adabn, bn_modules, fold_bn, freeze_bn_stats
 from .cost import forward_ms
 from .data import Task, make_loader
 from .groups import freeze_to, layer_groups
+from .inputs import require_int
 from .models import find_head, load_pretrained, replace_head
 from .optim import make_optimizer, param_groups
 from .recipes import DEFAULTS
@@ -38,12 +39,11 @@ from .train import evaluate, fit, precompute_features
 __all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "SMALL_BATCH", "RecipeReport", "bn_gap",
            "run_recipe"]
 
-ADABN_THRESHOLD = 0.04  # bn_gap on validation images: clean 0.02, colour/blur 0.06, contrast 0.08, invert 0.2
-RATE_CANDIDATES = (0.01, 0.03, 0.1)  # one rate for all layers, SGD scale, around 0.03: the pick of the
-# learning-rate study's validation sweep
+ADABN_THRESHOLD = 0.04  # bn_gap on validation images between clean targets and shifted ones (the BatchNorm lesson)
+RATE_CANDIDATES = (0.01, 0.03, 0.1)  # one rate for all layers, SGD scale, around the learning-rate lesson's sweep
 CHOICE_FRACTION = 0.1  # each candidate's short run has this share of `steps`; the final run gets the rest but one
 SMALL_BATCH = 2  # below this, batch statistics are impossible (1 value per channel): BN statistics are frozen;
-# from it up, plain BN (batch statistics): the BN policy study's short runs from pretrained found no better policy
+# from it up, plain BN (batch statistics), the BatchNorm lesson's policy
 
 
 def bn_gap(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> float:
@@ -118,10 +118,8 @@ def _check(task, model, steps, batch_size, rates) -> None:
     if task.x_val is None or task.y_val is None or len(task.y_val) == 0:
         raise ValueError(f"{task.name!r} has no validation split: the recipe chooses on it, never on the test set; "
                          "add one with dataclasses.replace(task, x_val=..., y_val=...)")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ValueError(f"steps must be an int >= 5 (rate runs and the final run share them), got {steps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, e.g. 32, got {batch_size!r}")
+    require_int("steps", steps, low=5, hint="rate runs and the final run share them", expected="an int >= 5")
+    require_int("batch_size", batch_size, low=1, hint="e.g. 32", expected="an int >= 1")
     if (isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__") or not rates
             or not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 < r < float("inf")
                        for r in rates)):
@@ -219,7 +217,8 @@ def _freeze_audit(run: _Run, groups: list) -> DataLoader:
     """4. One real step on copies (the training loader's first batch): every group must train. Returns the loader."""
     report = run.report
     with report.step("4 freeze audit") as row:
-        train = _train_loader(run.task, run.batch_size, run.seed)  # the final run goes on from its second batch
+        # the audit's batch draws one permutation from this loader's generator; the final run's epochs come after it
+        train = _train_loader(run.task, run.batch_size, run.seed)
         audit = freeze_audit(run.model.train(), _optimizer(groups, run.rates[0]), next(iter(train)), groups=groups)
         report.trainable_groups = sum(r["moved"] == r["tensors"] > 0 for r in audit.rows)
         moved = ", ".join(f"{r['moved']}/{r['tensors']}" for r in audit.rows)
@@ -277,7 +276,8 @@ def _bn_folding(run: _Run) -> None:
                               f"(x{report.folded_speedup:.2f}, {len(x)} images)")
 
 
-def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
+def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps: int = DEFAULTS.steps,
+               batch_size: int = DEFAULTS.batch_size,
                rates=RATE_CANDIDATES, device=None, progress: bool = False, fold: bool = True,
                adabn_policy: bool | None = None, final_steps: int | None = None,
                head_steps: int | None = None) -> tuple[nn.Module, RecipeReport]:

@@ -150,7 +150,7 @@ def normalised(answer, raw: torch.Tensor, mean, std) -> None:
 
 # ---------------------------------------------------------------- BatchNorm as an affine map, folding, AdaBN
 def bn_affine(scale, shift, layer):
-    """The per-channel (scale, shift) a BN layer applies in eval mode (ftcourse.bn_scale_shift computes it)."""
+    """The per-channel (scale, shift) a BN layer applies in eval mode (ftcourse.bn.bn_scale_shift computes it)."""
     if not_attempted(scale, "scale and shift of the BN layer"):
         return
     want_scale, want_shift = _bn.bn_scale_shift(layer)
@@ -224,6 +224,8 @@ def param_groups_match(answer, model: nn.Module, rates, groups=None) -> None:
         return
     held = _held(answer)
     groups = layer_groups(model, len(rates)) if groups is None else LayerGroups.of(model, groups)
+    if len(groups) != len(rates):
+        raise ValueError(f"{len(rates)} rates for {len(groups)} groups: give one rate (or None) per group")
     names = {id(p): n for n, p in model.named_parameters()}
     lr_of = {id(p): lr for p, lr in held}
     for i, (group, rate) in enumerate(zip(groups, rates)):

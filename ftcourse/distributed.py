@@ -11,7 +11,7 @@ called). The worker must be importable (defined in a module, not in the notebook
 imports it by name, and a function defined in a notebook has no module to be imported from.
 
 `ByteCounter` is a DDP communication hook: it all-reduces exactly as DDP's default does and counts the
-bytes of every bucket, so you can see what a frozen prefix saves. This module imports nothing else of
+bytes of every bucket, so you can see what a frozen prefix saves. This module imports only `ftcourse.inputs` of
 ftcourse; the course's DDP workers (frozen layers, per-group rates and BatchNorm under DDP) are in
 `ftcourse.lab.ddp_workers`.
 """
@@ -30,6 +30,8 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .inputs import require_int
 
 __all__ = ["launch", "leftovers", "WorkerError", "WorkerTimeout", "ByteCounter", "free_port", "default_backend"]
 
@@ -105,8 +107,7 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, ar
 
 def _check_launch(world_size, timeout, backend) -> str:
     """The backend to use; bad arguments -> an error that names the fix."""
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+    require_int("world_size", world_size, low=1, expected="an int >= 1")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     backend = backend or "gloo"

@@ -18,12 +18,13 @@ from .data import Task, make_loader
 from .grads import GradientRecorder, snapshot, update_ratios
 from .groups import freeze_to, layer_groups, unit_groups
 from .optim import make_optimizer, param_groups, rate_count
+from .recipes import DEFAULTS
 from .runtime import get_device
 from .train import evaluate, fit
 
 __all__ = ["run_frozen_steps", "run_lr_steps"]
 
-def run_frozen_steps(model: nn.Module, task: Task, n: int, steps: int = 5, batch_size: int = 32, lr: float = 0.01,
+def run_frozen_steps(model: nn.Module, task: Task, n: int, steps: int = 5, batch_size: int = DEFAULTS.batch_size, lr: float = 0.01,
                      train_bn: bool = False, seed: int = 0, device=None) -> dict:
     """Freeze the units below index `n` (freeze_to on one group per unit), train `steps` SGD steps, record gradients.
 
@@ -45,7 +46,7 @@ def run_frozen_steps(model: nn.Module, task: Task, n: int, steps: int = 5, batch
             "step_ms": 1e3 * statistics.median(np.diff(stamps)), "nodes": nodes}
 
 
-def run_lr_steps(model: nn.Module, task: Task, lrs, steps: int = 20, batch_size: int = 32, momentum: float = 0.9,
+def run_lr_steps(model: nn.Module, task: Task, lrs, steps: int = 20, batch_size: int = DEFAULTS.batch_size, momentum: float = 0.9,
                  seed: int = 0, device=None) -> dict:
     """Train `steps` SGD steps (constant rates, no schedule) with one learning rate per layer group.
 

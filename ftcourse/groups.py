@@ -25,7 +25,7 @@ from .inputs import require_int
 from .tables import Table
 
 __all__ = [
-    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "LayerGroups", "model_units", "layer_groups", "group_label",
+    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "LayerGroups", "group_problems", "model_units", "layer_groups", "group_label",
     "short_group_names", "freeze", "unfreeze", "freeze_to", "is_frozen", "trainable_summary", "flatten_modules",
     "params_of", "unit_groups", "unit_names",
 ]
@@ -102,8 +102,12 @@ def params_of(modules) -> list[nn.Parameter]:
 
 
 # ---------------------------------------------------------------- the layer groups of one model
-def _group_problems(model: nn.Module, groups: list[list[nn.Module]]) -> list[str]:
-    """What keeps `groups` from being layer groups of `model`: foreign, duplicated or missing parameters."""
+def group_problems(model: nn.Module, groups, trainable_only: bool = False) -> list[str]:
+    """What keeps `groups` from being layer groups of `model`: foreign, duplicated or missing parameters; [] if none.
+
+    The one check every function that takes groups relies on. `trainable_only`: only trainable parameters must
+    be in a group (what an optimizer needs: `param_groups` on part of a model whose other groups are frozen).
+    """
     names = {id(p): n for n, p in model.named_parameters()}
     owner: dict[int, int] = {}
     for i, group in enumerate(groups):
@@ -114,7 +118,10 @@ def _group_problems(model: nn.Module, groups: list[list[nn.Module]]) -> list[str
                         "from this model, e.g. ftcourse.layer_groups(model)"]
             if owner.setdefault(id(p), i) != i:
                 return [f"{names[id(p)]} is in groups {owner[id(p)]} and {i}: each module must be in exactly one group"]
-    missing = [n for n, p in model.named_parameters() if id(p) not in owner]
+    missing = [n for n, p in model.named_parameters() if id(p) not in owner and (p.requires_grad or not trainable_only)]
+    if missing and trainable_only:
+        return [f"{len(missing)} trainable parameter(s) of the model are in no group, e.g. {missing[:3]}: add their "
+                "modules to a group, or freeze them first (ftcourse.freeze_to / freeze)"]
     if missing:
         return [f"{len(missing)} parameter tensor(s) of the {type(model).__name__} are in no group, e.g. {missing[:3]}: "
                 "they would stay trainable and get no rate of their own; add their modules to a group "
@@ -141,22 +148,29 @@ class LayerGroups(list):
         super().__init__(flatten_modules(g) for g in groups)
         if not self:
             raise ValueError("groups is empty: pass the model's layer groups, e.g. ftcourse.layer_groups(model)")
-        problems = _group_problems(model, self)
+        problems = group_problems(model, self)
         if problems:
             raise ValueError(problems[0])
         if names is not None and len(names) != len(self):
             raise ValueError(f"names has {len(names)} entries but there are {len(self)} groups")
         self.model = model
-        self.names = list(names) if names is not None else _default_names(model, self)
+        self._names = list(names) if names is not None else None
+
+    @property
+    def names(self) -> list[str]:
+        """One short name per group, made from the model's units the first time it is asked for."""
+        if self._names is None:
+            self._names = _default_names(self.model, self)
+        return self._names
 
     @classmethod
     def of(cls, model: nn.Module, groups=None) -> "LayerGroups":
         """`groups` checked against `model` (plain lists or a LayerGroups); `layer_groups(model)` when None."""
         if groups is None:
             return layer_groups(model)
-        if isinstance(groups, LayerGroups) and groups.model is model and not _group_problems(model, groups):
+        if isinstance(groups, LayerGroups) and groups.model is model and not group_problems(model, groups):
             return groups
-        return cls(model, groups, names=groups.names if isinstance(groups, LayerGroups) else None)
+        return cls(model, groups, names=groups._names if isinstance(groups, LayerGroups) else None)
 
     def labels(self, max_names: int = 6) -> list[str]:
         """Each group's modules by their names in the model (`group_label`)."""
@@ -195,7 +209,7 @@ def model_units(model: nn.Module) -> list[list[nn.Module]]:
 def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> LayerGroups:
     """`n_groups` contiguous groups of modules, input to output: the head alone last, the body split evenly before it.
 
-    ResNet with n=3: [[conv1, bn1, relu, maxpool, layer1, layer2], [layer3, layer4], [avgpool, fc]]
+    ResNet with n_groups=3: [[conv1, bn1, relu, maxpool, layer1, layer2], [layer3, layer4], [avgpool, fc]]
     (fastai's split). Earlier groups take the extra units when the body does not split evenly.
     """
     units = model_units(model)
@@ -205,14 +219,14 @@ def layer_groups(model: nn.Module, n_groups: int = N_GROUPS) -> LayerGroups:
     return LayerGroups(model, _cut(units, n))
 
 
-def _cut(units: list[list[nn.Module]], n: int) -> list[list[nn.Module]]:
-    """Units into n contiguous groups: the head alone last (n > 1), the body split evenly, earlier groups larger."""
-    if n == 1:
+def _cut(units: list[list[nn.Module]], n_groups: int) -> list[list[nn.Module]]:
+    """Units into n_groups contiguous groups: the head alone last, the body split evenly, earlier groups larger."""
+    if n_groups == 1:
         return [[m for unit in units for m in unit]]
     body, head = units[:-1], units[-1]
-    size, extra = divmod(len(body), n - 1)
+    size, extra = divmod(len(body), n_groups - 1)
     groups, start = [], 0
-    for i in range(n - 1):
+    for i in range(n_groups - 1):
         stop = start + size + (1 if i < extra else 0)
         groups.append([m for unit in body[start:stop] for m in unit])
         start = stop

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .groups import N_GROUPS, LayerGroups, group_label, layer_groups, params_of
+from .groups import N_GROUPS, LayerGroups, group_label, group_problems, layer_groups, params_of
 from .inputs import is_int
 from .tables import Table
 
@@ -59,20 +59,20 @@ def ulmfit_lrs(n_groups: int, top_lr: float, factor: float = 2.6) -> list[float]
     return layerwise_lrs(n_groups, top_lr, 1 / factor)
 
 
-def _slice_lrs(lr: slice, n: int) -> list[float]:
+def _slice_lrs(lr: slice, n_groups: int) -> list[float]:
     """fastai's slice: slice(lo, hi) spreads geometrically; slice(None, hi) is hi/10 for all but the last group."""
     if lr.step is not None or lr.stop is None:
         raise ValueError(f"use slice(lo, hi) or slice(None, hi) (slice(hi) works too), got {lr}")
     if not all(v is None or _is_number(v) for v in (lr.start, lr.stop)):
         raise TypeError(f"slice(lo, hi) takes two numbers, e.g. slice(1e-4, 1e-2), got {lr}")
     if lr.start is None:
-        return [lr.stop / 10] * (n - 1) + [float(lr.stop)]
+        return [lr.stop / 10] * (n_groups - 1) + [float(lr.stop)]
     if lr.start <= 0:
         raise ValueError(f"slice(lo, hi) needs lo > 0 for a geometric spread, got {lr}")
     if lr.start > lr.stop:
         raise ValueError(f"slice(lo, hi) needs lo <= hi (rates rise from input to output), got {lr}; "
                          f"did you mean slice({lr.stop}, {lr.start})?")
-    return even_mults(lr.start, lr.stop, n)
+    return even_mults(lr.start, lr.stop, n_groups)
 
 
 def rate_count(lr) -> int | None:
@@ -94,9 +94,13 @@ def lrs_for(lr, n_groups, labels: list[str] | None = None) -> list[float]:
 
         lrs_for(slice(1e-4, 1e-2), 3)  ->  [1e-4, 1e-3, 1e-2]
     """
-    groups = None if isinstance(n_groups, numbers.Integral) else n_groups  # a count (a bool is refused), or groups
-    n = int(n_groups) if groups is None else len(groups)
-    if (groups is None and not is_int(n_groups)) or n < 1:
+    if is_int(n_groups):  # a count (a bool is not one)
+        groups, n = None, int(n_groups)
+    elif isinstance(n_groups, (list, tuple)):  # the groups themselves (a LayerGroups is a list)
+        groups, n = n_groups, len(n_groups)
+    else:
+        raise TypeError(f"n_groups must be a count (an int) or the layer groups, got {n_groups!r}")
+    if n < 1:
         raise ValueError(f"n_groups must be a count >= 1 or the layer groups, got {n_groups!r}")
     if isinstance(lr, slice):
         rates = _slice_lrs(lr, n)
@@ -120,24 +124,6 @@ def lrs_for(lr, n_groups, labels: list[str] | None = None) -> list[float]:
         raise ValueError(f"learning rates must be finite and >= 0, got {rates}: give numbers like 1e-3 "
                          "(no NaN or inf, no negative rate)")
     return rates
-
-
-def _check_groups_fit(groups: list[list[nn.Module]], model: nn.Module) -> None:
-    """Groups given with `model`: every parameter the model's, each in one group, no trainable one left out."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    owner: dict[int, int] = {}
-    for i, group in enumerate(groups):
-        for p in params_of(group):
-            if id(p) not in names:
-                raise ValueError(f"group {i} holds a parameter of shape {tuple(p.shape)} that is not in this "
-                                 f"{type(model).__name__}: build the groups from this model, e.g. layer_groups(model)")
-            if owner.setdefault(id(p), i) != i:
-                raise ValueError(f"{names[id(p)]} is in groups {owner[id(p)]} and {i}: each module must be in "
-                                 "exactly one group (it would get two learning rates)")
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
-    if missing:
-        raise ValueError(f"{len(missing)} trainable parameter(s) of the model are in no group, e.g. {missing[:3]}: "
-                         "add their modules to a group, or freeze them first (ftcourse.freeze_to / freeze)")
 
 
 # ---------------------------------------------------------------- param groups
@@ -189,8 +175,9 @@ def param_groups(model_or_groups, lr, weight_decay: float = 0.0, n_groups: int |
     model = model or found_model
     labels = [group_label(g, model) for g in groups]
     rates = lrs_for(lr, len(groups), labels)
-    if model is not None:
-        _check_groups_fit(groups, model)
+    problems = group_problems(model, groups, trainable_only=True) if model is not None else []
+    if problems:  # layer groups of this model, or hand-made ones given with model=
+        raise ValueError(problems[0])
     out, seen = [], set()
     for i, (group, rate, label) in enumerate(zip(groups, rates, labels)):
         params = [p for p in params_of(group) if p.requires_grad and id(p) not in seen]

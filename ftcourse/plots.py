@@ -225,7 +225,7 @@ def plot_cost_vs_freeze(rows: Sequence[dict], x_key: str = "point", axes=None,
 def plot_update_ratios(ratios: dict, group_names, ax=None, title: str = "How far each layer group moved"):
     """One line of dots per run, log y: the relative update ||dW|| / ||W|| of each layer group.
 
-    ratios: {run label: one ratio per group}. Dots on a log axis, not bars (a bar's length means
+    ratios: {run label: one ratio per group}; group_names: the names, or the LayerGroups. Dots on a log axis, not bars (a bar's length means
     nothing there). Returns the axes; call plt.show() after it.
     """
     import matplotlib.pyplot as plt
@@ -233,7 +233,7 @@ def plot_update_ratios(ratios: dict, group_names, ax=None, title: str = "How far
     own = ax is None
     if own:
         ax = plt.subplots(figsize=(7.5, 4.2))[1]
-    names = list(group_names)
+    names = list(getattr(group_names, "names", group_names))  # a LayerGroups gives its names
     for k, (label, values) in enumerate(ratios.items()):
         if len(values) != len(names):
             raise ValueError(f"run {label!r} has {len(values)} ratios but there are {len(names)} groups")

@@ -8,7 +8,6 @@ one call in `ftcourse.autopilot`.
 """
 from __future__ import annotations
 
-import numbers
 import statistics
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from .data import Task, make_loader, shifted_test_set
 from .groups import N_GROUPS, freeze, freeze_to, layer_groups, model_units, unfreeze
 from .inputs import require_int
 from .models import course_backbone, find_head, fresh_model, load_pretrained, replace_head
-from .optim import lrs_for, make_optimizer, param_groups
+from .optim import lrs_for, make_optimizer, param_groups, rate_count
 from .runtime import seed_everything
 from .train import evaluate, fit, precompute_features
 
@@ -82,8 +81,8 @@ def fine_tune(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetun
     if model is None:
         model = fresh_model(task.num_classes, seed=None)
     train, test = task.loaders(batch_size=batch_size, seed=seed)
-    if optimizer is None:  # one rate: every trainable parameter; a list or slice: per layer group
-        optimizer = (make_optimizer(model, lr=lr, weight_decay=_D.weight_decay) if isinstance(lr, numbers.Real)
+    if optimizer is None:  # one rate (rate_count None): every trainable parameter; a list or slice: per layer group
+        optimizer = (make_optimizer(model, lr=lr, weight_decay=_D.weight_decay) if rate_count(lr) is None
                      else make_optimizer(param_groups(model, lr, weight_decay=_D.weight_decay)))
     fit(model, train, steps=steps, optimizer=optimizer, device=device, progress=progress)
     return model, evaluate(model, test, device=device)

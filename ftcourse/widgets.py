@@ -15,14 +15,15 @@ from torch import nn
 
 from .data import Task
 from .groups import N_GROUPS, layer_groups, unit_names
-from .optim import even_mults
+from .optim import even_mults, lrs_for
 from .plots import plot_group_grad_norms, plot_update_ratios
 from .explore import run_frozen_steps, run_lr_steps
+from .recipes import DEFAULTS
 
 __all__ = ["freeze_explorer", "lr_explorer", "rate_grid"]
 
 
-def freeze_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 5, batch_size: int = 32,
+def freeze_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 5, batch_size: int = DEFAULTS.batch_size,
                     lr: float = 0.01, device=None):
     """A widget: choose the freeze point (and fastai's train_bn), press the button, see who gets gradients.
 
@@ -93,7 +94,7 @@ def rate_grid(extra=()) -> list[float]:
 
 
 def lr_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 20, n_groups: int = N_GROUPS,
-                lrs=None, batch_size: int = 32, device=None):
+                lrs=None, batch_size: int = DEFAULTS.batch_size, device=None):
     """A widget: one learning rate per layer group (sliders on a grid of short decimals), press the button, see how far each group moved.
 
     `model_factory()` returns a fresh pretrained model each run. Building the widget trains nothing;
@@ -104,9 +105,7 @@ def lr_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int =
 
     model = model_factory()
     names = layer_groups(model, n_groups).names
-    start = list(lrs) if lrs is not None else even_mults(1e-4, 1e-2, n_groups)
-    if len(start) != n_groups:
-        raise ValueError(f"lrs has {len(start)} values but n_groups is {n_groups}")
+    start = lrs_for(lrs, n_groups) if lrs is not None else even_mults(1e-4, 1e-2, n_groups)  # any rate spec
     presets = {"uniform 0.01": [0.01] * n_groups, "uniform 0.3": [0.3] * n_groups,
                "slice(1e-4, 1e-2)": even_mults(1e-4, 1e-2, n_groups),
                "slice(0.003, 0.3)": even_mults(0.003, 0.3, n_groups)}

@@ -185,13 +185,13 @@ RECIPE_MACHINE_TOL = 0.10  # accuracy between machines of run_recipe and of trai
 FASTAI_BASE_LR = 1e-2  # the base_lr of the issue's measurement with real fastai 2.8 (fastai's default is 2e-3)
 
 
-def fastai_epochs(task: Task, steps: int = 200, batch_size: int = 32, freeze_epochs: int = 1) -> int:
+def fastai_epochs(task: Task, steps: int = DEFAULTS.steps, batch_size: int = DEFAULTS.batch_size, freeze_epochs: int = 1) -> int:
     """Epochs for fastai_fine_tune that make about `steps` optimizer steps in all (fastai drops the last partial batch)."""
     per_epoch = max(1, len(task.y_train) // batch_size)
     return max(1, round(steps / per_epoch) - freeze_epochs)
 
 
-def _run_method(method: str, task: Task, seed: int, steps: int = 200) -> tuple[float, dict[str, float]]:
+def _run_method(method: str, task: Task, seed: int, steps: int = DEFAULTS.steps) -> tuple[float, dict[str, float]]:
     """(test accuracy, extra numbers) of one method of the recipe table, about `steps` optimizer steps each."""
     if method == "scratch":
         return train_from_scratch(task, seed, steps=steps)[1], {}
@@ -208,7 +208,7 @@ def _run_method(method: str, task: Task, seed: int, steps: int = 200) -> tuple[f
 
 
 def recipe_study(seed: int, tasks=tuple(RECIPE_TASKS), methods=RECIPE_METHODS, shots: int = NEW_TASK_SHOTS,
-                 steps: int = 200) -> dict[str, float]:
+                 steps: int = DEFAULTS.steps) -> dict[str, float]:
     """Scratch, linear probe, fine-tune, fastai's fine_tune and run_recipe on the digits target, the near and the far task.
 
     Per task and method: "<task> test <method>" (test accuracy) and "<task> seconds <method>" (wall time,

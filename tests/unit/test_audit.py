@@ -7,11 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from ftcourse.runtime import default_threads
 from ftcourse import course_backbone, freeze, freeze_audit, freeze_bn_stats, freeze_to, layer_groups, param_groups
 from ftcourse.audit import twin_copy
 
-torch.set_num_threads(default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 N_BN = {"course": 12, "resnet18": 20}
 
 

@@ -1,6 +1,8 @@
 """ftcourse.autopilot: the whole recipe in one call, each decision measured and reported."""
 import dataclasses
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -64,10 +66,11 @@ def test_report_step_times_its_block_and_records_one_row():
     report = autopilot.RecipeReport()
     with report.step("x") as row:
         row["decision"], row["measurement"] = "d", "m"
+        time.sleep(0.05)
     with pytest.raises(RuntimeError), report.step("failed"):
         raise RuntimeError("a failed step records no row")
     assert report.steps == ["x"] and report.rows[0]["decision"] == "d" and report.rows[0]["measurement"] == "m"
-    assert report.rows[0]["seconds"] >= 0
+    assert 0.05 <= report.rows[0]["seconds"] < 5 and report.seconds == report.rows[0]["seconds"]
 
 
 def test_decisions_state_rules_and_measurements_not_study_results(clean_run):

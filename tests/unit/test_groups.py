@@ -5,14 +5,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models
 
-from ftcourse.runtime import default_threads
+import ftcourse
 from ftcourse.bn import bn_stats_frozen
-from ftcourse.groups import (freeze, freeze_to, group_label, is_frozen, layer_groups, model_units,
+from ftcourse.groups import (LayerGroups, freeze, freeze_to, group_label, is_frozen, layer_groups, model_units,
                              short_group_names, trainable_summary, unfreeze, unit_groups, unit_names)
 from ftcourse.tables import Table
 from ftcourse.models import course_backbone, find_head
 
-torch.set_num_threads(default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 
 ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11_bn", "vgg16_bn", "vgg16",
          "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
@@ -286,3 +285,31 @@ def test_unit_groups_and_names(model):
 def test_short_group_names(model):
     assert short_group_names(model, layer_groups(model, 3)) == ["stem-layer2", "layer3-layer4", "head"]
     assert short_group_names(model, unit_groups(model)) == unit_names(model)
+
+
+
+def test_freeze_to_refuses_groups_of_another_model_or_that_leave_parameters_out(model):
+    """Both used to pass silently: the first froze the other model, the second left layer1-4 trainable."""
+    other = ftcourse.course_backbone(num_classes=5)
+    with pytest.raises(ValueError, match="not in this ResNet"):
+        freeze_to(model, 1, groups=layer_groups(other))
+    assert all(p.requires_grad for p in model.parameters()) and all(p.requires_grad for p in other.parameters())
+    with pytest.raises(ValueError, match="in no group"):
+        freeze_to(model, 1, groups=[[model.conv1], [model.fc]])
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_layer_groups_are_made_once_and_passed_along(model):
+    groups = layer_groups(model, 3)
+    assert isinstance(groups, LayerGroups) and groups.model is model and len(groups) == 3
+    assert groups.names == ["stem-layer2", "layer3-layer4", "head"] and "3 groups" in repr(groups)
+    assert freeze_to(model, -1, groups=groups) is groups  # checked, not cut again
+    assert LayerGroups.of(model, groups) is groups and type(groups[1:]) is list  # a slice is part of the model
+    by_hand = LayerGroups(model, [[model.conv1, model.bn1, model.layer1], [model.layer2, model.layer3, model.layer4],
+                                  [model.fc]], names=["low", "high", "head"])
+    assert by_hand.names == ["low", "high", "head"] and freeze_to(model, 1, groups=by_hand).names == by_hand.names
+    model.fc = torch.nn.Linear(model.fc.in_features, 3)  # a new head after the groups were made: they are stale
+    with pytest.raises(ValueError, match="not in this ResNet"):
+        freeze_to(model, -1, groups=groups)
+    with pytest.raises(ValueError, match="groups is empty"):
+        LayerGroups(model, [])

@@ -5,12 +5,11 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision import models
 
-from ftcourse.runtime import default_threads
 from ftcourse.groups import freeze_to, layer_groups, unfreeze
 from ftcourse.models import course_backbone, replace_head
-from ftcourse.optim import describe_param_groups, even_mults, layerwise_lrs, param_groups, ulmfit_lrs
+from ftcourse.optim import (describe_param_groups, even_mults, layerwise_lrs, lrs_for, param_groups, rate_count,
+                            ulmfit_lrs)
 
-torch.set_num_threads(default_threads())  # 2, or $FTCOURSE_THREADS (1 in xdist workers)
 
 NAMES = ["resnet18", "resnet50", "course_backbone"]
 
@@ -224,3 +223,29 @@ def test_one_validator_behind_the_warnings_and_the_checker(small):
     assert describe_param_groups(groups, small).warnings == problems and "more than once" in problems[0]
     with pytest.raises(AssertionError, match="more than once"):
         check.param_groups_match(groups, small, [1e-3, 1e-2])
+
+
+
+@pytest.mark.parametrize("lr, count, rates", [
+    (0.01, None, [0.01, 0.01, 0.01]), ([1e-3, 1e-2, 1e-1], 3, [1e-3, 1e-2, 1e-1]),
+    (np.array([1e-4, 1e-2]), 2, None), (torch.tensor([0.1, 0.2, 0.3]), 3, [0.1, 0.2, 0.3]),
+    (slice(1e-4, 1e-2), 3, [1e-4, 1e-3, 1e-2]), (slice(None, 1e-1), 3, [1e-2, 1e-2, 1e-1]),
+])
+def test_a_rate_spec_is_read_in_one_place(lr, count, rates):
+    assert rate_count(lr) == count
+    if rates is not None:
+        assert lrs_for(lr, 3) == pytest.approx(rates)
+
+
+def test_lrs_for_names_the_groups_when_the_count_is_wrong(model):
+    groups = layer_groups(model, 3)
+    with pytest.raises(ValueError, match=r"2 values but there are 3 groups \(0: stem-layer2; 1: layer3-layer4; 2: head\)"):
+        lrs_for([0.1, 0.2], groups)
+    with pytest.raises(TypeError, match="a count"):
+        lrs_for(0.1, 3.0)
+
+
+def test_param_groups_refuses_a_model_that_is_not_the_groups_model(model):
+    other = course_backbone(num_classes=5)
+    with pytest.raises(ValueError, match="not the model these layer groups were made from"):
+        param_groups(layer_groups(other, 3), 0.01, model=model)
