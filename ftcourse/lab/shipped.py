@@ -8,6 +8,7 @@ absolute points, a choice ("chosen") or a wall time ("seconds") is not compared,
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import platform
 from pathlib import Path
@@ -16,8 +17,8 @@ import torch
 
 from ..files import atomic_write_text, data_dir
 
-__all__ = ["STUDY_NAMES", "STUDY_SEEDS", "QUANTITY_KINDS", "quantity_kind", "results_path", "write_results",
-           "read_results", "differences_from_shipped", "summarise"]
+__all__ = ["STUDY_NAMES", "STUDY_SEEDS", "QUANTITY_KINDS", "quantity_kind", "code_fingerprint", "results_path",
+           "write_results", "read_results", "differences_from_shipped", "summarise"]
 
 STUDY_NAMES = ("warm_up", "data_size", "rates", "bn_policy", "adabn", "recipe", "surgical")  # one file each
 STUDY_SEEDS = (0, 1, 2)  # the seeds every shipped file holds
@@ -34,6 +35,18 @@ def quantity_kind(key: str) -> str:
     return "other"
 
 
+def code_fingerprint() -> str:
+    """sha256 (first 16 hex digits) of every source file of the ftcourse package: which code made a results file.
+
+    A study run resumed across sessions reuses only the seeds written by exactly this code.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def results_path(name: str) -> Path:
     """data/results/<name>.json (under $FTCOURSE_DATA if set)."""
     if name not in STUDY_NAMES:
@@ -42,12 +55,16 @@ def results_path(name: str) -> Path:
 
 
 def write_results(name: str, per_seed: dict[int, dict[str, float]], command: str, seconds: float,
-                  path: Path | None = None) -> None:
-    """Write one study's per-seed numbers with how they were made (command, torch, machine, date), atomically."""
+                  path: Path | None = None, code: str | None = None) -> None:
+    """Write one study's per-seed numbers with how they were made (command, torch, machine, date), atomically.
+
+    `code`: the `code_fingerprint()` of the package that measured them (lets a resumed run reuse them).
+    """
     path = results_path(name) if path is None else Path(path)
     payload = {"study": name, "command": command, "seconds": round(seconds, 1), "torch": torch.__version__,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-               "date": datetime.date.today().isoformat(), "seeds": {str(s): v for s, v in per_seed.items()}}
+               "date": datetime.date.today().isoformat(), **({"code": code} if code else {}),
+               "seeds": {str(s): v for s, v in per_seed.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 

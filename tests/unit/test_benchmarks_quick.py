@@ -1,4 +1,5 @@
 """Every benchmark script runs: in --quick mode, or printing its shipped file (no timing assertions)."""
+import importlib.util
 import json
 import re
 import subprocess
@@ -88,7 +89,7 @@ def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():
     shipped = sorted((ROOT / "data" / "results").glob("*.json"))
     before = {p: p.read_bytes() for p in shipped}
     text = _run("seed_studies.py")
-    assert re.search(r"^  adabn seed 0: \d+ s$", text, re.M) and "adabn: wrote" in text
+    assert re.search(r"^  adabn seed 0: \d+ s$", text, re.M) and re.search(r"^adabn: \S+adabn\.json holds seeds \[0\]$", text, re.M)
     assert "data/results" not in text  # --quick writes into a temporary folder
     assert {p: p.read_bytes() for p in shipped} == before
 
@@ -131,3 +132,27 @@ def test_transfer_table_quick_trains_three_methods():
     assert re.search(r"trained now: seed 0, 10 steps per method, 1 threads", text)
     assert re.search(r"^\s+10 \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \| 0\.\d{3} \(0\.\d\d-0\.\d\d\) \|"
                      r"\s+[+-]\d+\.\d pt$", text, re.M), text
+
+
+
+def test_seed_studies_resume_trains_only_the_seeds_this_code_has_not_written(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("seed_studies", ROOT / "benchmarks" / "seed_studies.py")
+    seed_studies = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_studies)
+    trained = []
+
+    def fake(seed):
+        trained.append(seed)
+        return {"test x": seed / 10}
+
+    monkeypatch.setitem(seed_studies.studies.STUDIES, "adabn", fake)
+    assert seed_studies._seed_list("0-2,5") == [0, 1, 2, 5]
+    seed_studies.run(["adabn"], [0, 1], tmp_path, "cmd")
+    seed_studies.run(["adabn"], [0, 1, 2], tmp_path, "cmd", resume=True)
+    stored = json.loads((tmp_path / "adabn.json").read_text())
+    assert trained == [0, 1, 2] and stored["seeds"] == {"0": {"test x": 0.0}, "1": {"test x": 0.1}, "2": {"test x": 0.2}}
+    assert stored["code"] == seed_studies.shipped.code_fingerprint()
+    stored["code"] = "other"  # written by other code: nothing is reused
+    (tmp_path / "adabn.json").write_text(json.dumps(stored))
+    seed_studies.run(["adabn"], [0], tmp_path, "cmd", resume=True)
+    assert trained == [0, 1, 2, 0] and "written by other code" in capsys.readouterr().out
