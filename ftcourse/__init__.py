@@ -9,7 +9,8 @@ module imports one above it; tests/unit/test_packaging.py checks it):
     plots, check -> widgets -> cli
 
 `ftcourse.lab` is the course's own lab (the multi-seed studies and their results files, the lessons'
-claim lines, the DDP workers run by `distributed.launch`, the slide structure): it imports the toolkit, never the reverse.
+claim lines, the DDP workers run by `distributed.launch`, the slide structure): it imports the toolkit,
+never the reverse.
 """
 from . import (audit, autopilot, bn, compare, cost, data, distributed, explore, fastai_style, features,  # noqa: F401
                files, grads, groups, models, optim, recipes, runtime, tables, train)

@@ -125,7 +125,8 @@ class BNAffine(nn.Module):
         super().__init__()
         self.num_features, self.eps = running_mean.numel(), float(eps)
         self.bn_class, self.bn_momentum, self.bn_affine = nn.BatchNorm2d, 0.1, True  # from_bn overwrites
-        originals = {"bn_weight": weight, "bn_bias": bias, "bn_running_mean": running_mean, "bn_running_var": running_var}
+        originals = {"bn_weight": weight, "bn_bias": bias,
+                     "bn_running_mean": running_mean, "bn_running_var": running_var}
         for name, value in originals.items():
             self.register_buffer(name, value.detach().clone())
         self.register_buffer("bn_num_batches_tracked", torch.tensor(0, dtype=torch.long))

@@ -1,4 +1,5 @@
-"""Exercise checkers: each prints "Correct: ..." (returns None) or raises AssertionError with a hint; None = not attempted.
+"""Exercise checkers: each prints "Correct: ..." (returns None) or raises AssertionError with a hint;
+None = not attempted.
 
 Neuromatch style: a checker says what your answer was and what was expected. An answer still set
 to its placeholder `None` prints "Not attempted yet" (and fails nothing), so a notebook with
@@ -67,7 +68,8 @@ def trains_only(model, names, what: str | None = None) -> None:
     loose = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm) and n.split(".")[0] not in names
              and not bn_stats_frozen(m)]
     if loose:
-        raise AssertionError(f"{len(loose)} BN layers in the frozen part are not pinned in eval mode (e.g. {loose[:2]}): "
+        raise AssertionError(f"{len(loose)} BN layers in the frozen part are not pinned in eval mode "
+                             f"(e.g. {loose[:2]}): "
                              "their running statistics would still change in model.train(). "
                              "Hint: ftcourse.freeze(...) or ftcourse.freeze_bn_stats(...) on the frozen modules")
     print(f"Correct: only {', '.join(wanted)} train, and the frozen part's BN statistics are pinned.")
@@ -182,14 +184,16 @@ def adabn_adapted(model, reference, test):
     if not_attempted(model, "adapt the probe to the colour shift with AdaBN"):
         return
     if model is reference:
-        raise AssertionError("Your model is the probe itself: adapt a copy (copy.deepcopy) and keep the probe unchanged")
+        raise AssertionError("Your model is the probe itself: adapt a copy (copy.deepcopy) "
+                             "and keep the probe unchanged")
     same = all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
     if not same:
         raise AssertionError("Some weights changed: AdaBN only recomputes the BN running statistics")
     moved = [n for (n, a), (_, b) in zip(_bn.bn_modules(model), _bn.bn_modules(reference))
              if torch.equal(a.running_mean, b.running_mean)]
     if moved:
-        raise AssertionError(f"{len(moved)} BN layers still have the pretrained statistics (e.g. {moved[0]}): run ftcourse.adabn")
+        raise AssertionError(f"{len(moved)} BN layers still have the pretrained statistics "
+                             f"(e.g. {moved[0]}): run ftcourse.adabn")
     new, old = evaluate(model, test), evaluate(reference, test)
     if new <= old:
         raise AssertionError(f"Accuracy {new:.3f} is not above the unadapted {old:.3f}: use colour-shifted images")
@@ -206,7 +210,8 @@ def _held(answer) -> list[tuple[torch.Tensor, float]]:
     held = []
     for i, g in enumerate(groups):
         if not isinstance(g, dict) or "params" not in g:
-            raise AssertionError(f"Entry {i} of your list is a {type(g).__name__}, expected a dict with 'params' and 'lr'")
+            raise AssertionError(f"Entry {i} of your list is a {type(g).__name__}, "
+                                 "expected a dict with 'params' and 'lr'")
         if "lr" not in g:
             raise AssertionError(f"Group {i} has no 'lr': without it the optimizer's default rate applies to it")
         params = [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])
@@ -232,7 +237,8 @@ def param_groups_match(answer, model: nn.Module, rates, groups=None) -> None:
         trainable = [names[id(p)] for p in params_of(group) if p.requires_grad]
         if rate is None and trainable:
             raise AssertionError(f"Group {i} ({group_label(group, model)}) should be frozen, but {len(trainable)} "
-                                 f"tensor(s) are trainable (e.g. {trainable[:2]}). Hint: ftcourse.freeze_to(model, {i + 1})")
+                                 f"tensor(s) are trainable (e.g. {trainable[:2]}). "
+                                 f"Hint: ftcourse.freeze_to(model, {i + 1})")
     problems = param_group_problems(answer.param_groups if isinstance(answer, torch.optim.Optimizer) else answer, model)
     if problems:  # the same check as describe_param_groups' warnings
         raise AssertionError(f"{problems[0][0].upper()}{problems[0][1:]}")
@@ -281,7 +287,8 @@ def feature_change_ratios(answer, models, pretrained: nn.Module, x: torch.Tensor
         measured[rate] = ft_change / representation_change(pretrained, lpft, x)["1 - CKA"]
         if not math.isclose(float(answer[rate]), measured[rate], rel_tol=1e-3):
             raise AssertionError(f"At rate {rate:g} your ratio is {float(answer[rate]):.4g}, your models give "
-                                 f"{measured[rate]:.4g}. Hint: ftcourse.representation_change(pretrained, model, x)['1 - CKA'] "
+                                 f"{measured[rate]:.4g}. "
+                                 "Hint: ftcourse.representation_change(pretrained, model, x)['1 - CKA'] "
                                  "for each model, then FT / LP-FT")
     shown = ", ".join(f"{measured[r]:.3g}x at rate {r:g}" for r in sorted(measured))
     print(f"Correct: FT moves the features (1 - CKA) {shown} as much as LP-FT. Compare with experiment 2's "
@@ -289,7 +296,8 @@ def feature_change_ratios(answer, models, pretrained: nn.Module, x: torch.Tensor
 
 
 def ddp_bytes(answer, arch: str, frozen_units: int) -> None:
-    """Exercise (DDP traffic): bytes DDP all-reduces per step for torchvision `arch` with its first `frozen_units` units frozen."""
+    """Exercise (DDP traffic): bytes DDP all-reduces per step for torchvision `arch` with its first
+    `frozen_units` units frozen."""
     units = unit_groups(torchvision_backbone(arch))
     expected = 4 * sum(p.numel() for g in units[frozen_units:] for p in params_of(g))
     number(answer, expected, f"bytes per step, {arch} with its first {frozen_units} units frozen", rel=1e-9)

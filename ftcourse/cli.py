@@ -100,7 +100,8 @@ def _package_problem(dist: str, spec: str, version: str | None) -> str | None:
     try:
         importlib.import_module(module)
     except Exception as exc:  # a broken install can raise anything on import
-        return f"{dist} {version} is installed but `import {module}` fails ({exc}); reinstall: pip install --force-reinstall '{wanted}'"
+        return (f"{dist} {version} is installed but `import {module}` fails ({exc}); "
+                f"reinstall: pip install --force-reinstall '{wanted}'")
     return None
 
 

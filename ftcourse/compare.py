@@ -97,7 +97,8 @@ class PairedComparison(TableReport):
         """The confidence interval of the mean difference (t over the seeds); (nan, nan) with one seed."""
         if self.n < 2:
             return math.nan, math.nan
-        half = t_quantile(1 - (1 - self.confidence) / 2, self.n - 1) * statistics.stdev(self.differences) / math.sqrt(self.n)
+        half = (t_quantile(1 - (1 - self.confidence) / 2, self.n - 1)
+                * statistics.stdev(self.differences) / math.sqrt(self.n))
         return self.mean - half, self.mean + half
 
     @property
@@ -145,7 +146,8 @@ def _per_seed(results, seeds) -> tuple[list, list[float]]:
             raise ValueError(f"no result for seed(s) {missing}: compare methods only on the seeds both ran")
         return keys, [float(results[s]) for s in keys]
     if isinstance(results, (str, bytes)) or not isinstance(results, Sequence):
-        raise TypeError(f"results must be {{seed: value}} or a list of values in seed order, got {type(results).__name__}")
+        raise TypeError("results must be {seed: value} or a list of values in seed order, "
+                        f"got {type(results).__name__}")
     keys = list(range(len(results))) if seeds is None else list(seeds)
     if len(keys) != len(results):
         raise ValueError(f"{len(results)} results for {len(keys)} seeds: give one result per seed")

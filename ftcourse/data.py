@@ -19,7 +19,8 @@ from .files import verified_path
 from .inputs import require_int
 
 __all__ = [
-    "Task", "SHIFTS", "interleave", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN", "IMAGENET_STD", "load_digits", "source_task", "target_task", "shifted_test_set",
+    "Task", "SHIFTS", "interleave", "render", "labels_of", "FreshClutter", "source_indices", "IMAGENET_MEAN",
+    "IMAGENET_STD", "load_digits", "source_task", "target_task", "shifted_test_set",
     "shift_images", "source_stats", "normalize", "denormalize", "make_loader", "image_folder",
 ]
 
@@ -79,7 +80,8 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def render(indices: np.ndarray, seed: int, clutter: int = CLUTTER, fragment: int = 10, canvas: int = 32) -> torch.Tensor:
+def render(indices: np.ndarray, seed: int, clutter: int = CLUTTER, fragment: int = 10,
+           canvas: int = 32) -> torch.Tensor:
     """Cluttered digits: each digit at a random place on a 32x32 canvas among `clutter` 10x10 fragments
     cut from other digits of the same set (after Mnih et al. 2014, cluttered MNIST).
 
@@ -91,7 +93,8 @@ def render(indices: np.ndarray, seed: int, clutter: int = CLUTTER, fragment: int
     return torch.from_numpy(out).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
-def _scatter(digits: np.ndarray, indices: np.ndarray, seed: int, clutter: int, fragment: int, canvas: int) -> np.ndarray:
+def _scatter(digits: np.ndarray, indices: np.ndarray, seed: int, clutter: int, fragment: int,
+             canvas: int) -> np.ndarray:
     """The clutter loop of `render` and `_clutter_render`: float32 canvases (N, canvas, canvas) in [0, 1].
 
     `digits` are uint8 (M, 28, 28); for each of `indices`, `clutter` fragment x fragment pieces of digits drawn
@@ -225,7 +228,8 @@ def labels_of(indices: np.ndarray, digits: tuple[int, ...]) -> torch.Tensor:
 
 
 def interleave(per_class: list[np.ndarray]) -> np.ndarray:
-    """Indices of each class taken in turn (class 0, 1, ..., 0, 1, ...): every prefix is as class-balanced as possible."""
+    """Indices of each class taken in turn (class 0, 1, ..., 0, 1, ...): every prefix is as class-balanced
+    as possible."""
     longest = max(len(p) for p in per_class)
     return np.array([p[i] for i in range(longest) for p in per_class if i < len(p)], dtype=np.int64)
 
@@ -356,7 +360,8 @@ class FreshClutter:
 
 def make_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, shuffle: bool = False,
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader over in-memory tensors; shuffling is reproducible from `seed`; `drop_last` drops a short last batch."""
+    """A DataLoader over in-memory tensors; shuffling is reproducible from `seed`; `drop_last` drops a short
+    last batch."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}: "
                         "convert them with torch.as_tensor")
@@ -464,7 +469,8 @@ def _table_splits(name: str, n_classes: int) -> tuple[list[np.ndarray], list[np.
                  for s in (_POOL, _VAL, _TEST))
 
 
-def _clutter_render(images: np.ndarray, indices: np.ndarray, seed: int, clutter: int, fragment: int = 10) -> torch.Tensor:
+def _clutter_render(images: np.ndarray, indices: np.ndarray, seed: int, clutter: int,
+                    fragment: int = 10) -> torch.Tensor:
     """`render` for a shipped 32x32 table: the central 28x28 of each image (the digit and its margin) at a
     random place on a 32x32 canvas among `clutter` fragments of other images of the same split; [0, 1] floats.
     With clutter=0 the images are returned as stored (centred)."""

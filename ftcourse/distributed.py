@@ -78,7 +78,8 @@ def _check_importable(fn: Callable) -> None:
     if not callable(fn):
         raise TypeError(f"worker must be a function worker(rank, world_size, *args), got {type(fn).__name__}")
     if module in (None, "__main__") or "<" in name:
-        raise TypeError(f"worker {name or fn!r} is defined in {module or 'no module'} (a notebook or a script): spawned "
+        raise TypeError(f"worker {name or fn!r} is defined in {module or 'no module'} "
+                        "(a notebook or a script): spawned "
                         "processes can only run a function they can import; put it in a .py module and import it "
                         "from there (lambdas and nested functions cannot be used either)")
 

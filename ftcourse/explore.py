@@ -24,8 +24,8 @@ from .train import evaluate, fit
 
 __all__ = ["run_frozen_steps", "run_lr_steps"]
 
-def run_frozen_steps(model: nn.Module, task: Task, n: int, steps: int = 5, batch_size: int = DEFAULTS.batch_size, lr: float = 0.01,
-                     train_bn: bool = False, seed: int = 0, device=None) -> dict:
+def run_frozen_steps(model: nn.Module, task: Task, n: int, steps: int = 5, batch_size: int = DEFAULTS.batch_size,
+                     lr: float = 0.01, train_bn: bool = False, seed: int = 0, device=None) -> dict:
     """Freeze the units below index `n` (freeze_to on one group per unit), train `steps` SGD steps, record gradients.
 
     Returns {"recorder", "names", "frozen", "step_ms" (median time between steps), "nodes" (backward
@@ -46,8 +46,8 @@ def run_frozen_steps(model: nn.Module, task: Task, n: int, steps: int = 5, batch
             "step_ms": 1e3 * statistics.median(np.diff(stamps)), "nodes": nodes}
 
 
-def run_lr_steps(model: nn.Module, task: Task, lrs, steps: int = 20, batch_size: int = DEFAULTS.batch_size, momentum: float = 0.9,
-                 seed: int = 0, device=None) -> dict:
+def run_lr_steps(model: nn.Module, task: Task, lrs, steps: int = 20, batch_size: int = DEFAULTS.batch_size,
+                 momentum: float = 0.9, seed: int = 0, device=None) -> dict:
     """Train `steps` SGD steps (constant rates, no schedule) with one learning rate per layer group.
 
     lrs: one rate per group (list / np.array: the model is cut into len(lrs) groups) or slice(lo, hi)

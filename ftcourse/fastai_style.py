@@ -79,7 +79,8 @@ def fastai_phase(model: nn.Module, groups, lr, n_steps: int, pct_start: float, d
 
 
 def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float = 2e-3, freeze_epochs: int = 1,
-                     lr_mult: float = 100, pct_start: float = 0.3, div: float = 5.0, batch_size: int = DEFAULTS.batch_size,
+                     lr_mult: float = 100, pct_start: float = 0.3, div: float = 5.0,
+                     batch_size: int = DEFAULTS.batch_size,
                      model: nn.Module | None = None, progress: bool = False, device=None, *, wd: float = 0.01,
                      train_bn: bool = True, opt: str = "adam") -> tuple[nn.Module, float]:
     """fastai 2.8's `Learner.fine_tune(epochs, base_lr, ...)` with plain PyTorch; returns (model, test accuracy).

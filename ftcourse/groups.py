@@ -25,9 +25,9 @@ from .inputs import require_int
 from .tables import Table
 
 __all__ = [
-    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "LayerGroups", "group_problems", "model_units", "layer_groups", "group_label",
-    "short_group_names", "freeze", "unfreeze", "freeze_to", "is_frozen", "trainable_summary", "flatten_modules",
-    "params_of", "unit_groups", "unit_names",
+    "N_GROUPS", "SUPPORTED_ARCHITECTURES", "LayerGroups", "group_problems", "model_units", "layer_groups",
+    "group_label", "short_group_names", "freeze", "unfreeze", "freeze_to", "is_frozen", "trainable_summary",
+    "flatten_modules", "params_of", "unit_groups", "unit_names",
 ]
 
 N_GROUPS = 3  # the default number of layer groups everywhere (fastai's split of a ResNet: body in two, head)
@@ -123,7 +123,8 @@ def group_problems(model: nn.Module, groups, trainable_only: bool = False) -> li
         return [f"{len(missing)} trainable parameter(s) of the model are in no group, e.g. {missing[:3]}: add their "
                 "modules to a group, or freeze them first (ftcourse.freeze_to / freeze)"]
     if missing:
-        return [f"{len(missing)} parameter tensor(s) of the {type(model).__name__} are in no group, e.g. {missing[:3]}: "
+        return [f"{len(missing)} parameter tensor(s) of the {type(model).__name__} are in no group, "
+                f"e.g. {missing[:3]}: "
                 "they would stay trainable and get no rate of their own; add their modules to a group "
                 "(ftcourse.layer_groups(model) covers every parameter)"]
     return []

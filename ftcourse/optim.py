@@ -23,8 +23,8 @@ from .groups import N_GROUPS, LayerGroups, group_label, group_problems, layer_gr
 from .inputs import is_int
 from .tables import Table
 
-__all__ = ["even_mults", "rate_count", "lrs_for", "param_groups", "layerwise_lrs", "ulmfit_lrs", "make_optimizer", "param_group_problems",
-           "describe_param_groups"]
+__all__ = ["even_mults", "rate_count", "lrs_for", "param_groups", "layerwise_lrs", "ulmfit_lrs", "make_optimizer",
+           "param_group_problems", "describe_param_groups"]
 
 _NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
@@ -160,7 +160,9 @@ def param_groups(model_or_groups, lr, weight_decay: float = 0.0, n_groups: int |
     """Parameter groups for torch.optim, one learning rate per layer group; frozen parameters left out.
 
     model_or_groups: a model (cut with layer_groups into len(lr) groups, N_GROUPS for a slice, 1 for a
-    float, or `n_groups`) or the layer groups themselves (from freeze_to or layer_groups, or your own lists of modules, input to output; pass `model` to get readable names). lr: a float, one rate per group (list / np.ndarray), or fastai's slice(lo, hi).
+    float, or `n_groups`) or the layer groups themselves (from freeze_to or layer_groups, or your own
+    lists of modules, input to output; pass `model` to get readable names). lr: a float, one rate per
+    group (list / np.ndarray), or fastai's slice(lo, hi).
     Groups with nothing trainable are dropped; the "name" keeps the original group index.
     Rates must be finite and >= 0; 0 is allowed for some groups (they stay where they are), not for
     all of them: lr 0 everywhere trains nothing (freeze with freeze_to instead). With groups and

@@ -225,8 +225,8 @@ def plot_cost_vs_freeze(rows: Sequence[dict], x_key: str = "point", axes=None,
 def plot_update_ratios(ratios: dict, group_names, ax=None, title: str = "How far each layer group moved"):
     """One line of dots per run, log y: the relative update ||dW|| / ||W|| of each layer group.
 
-    ratios: {run label: one ratio per group}; group_names: the names, or the LayerGroups. Dots on a log axis, not bars (a bar's length means
-    nothing there). Returns the axes; call plt.show() after it.
+    ratios: {run label: one ratio per group}; group_names: the names, or the LayerGroups. Dots on a log
+    axis, not bars (a bar's length means nothing there). Returns the axes; call plt.show() after it.
     """
     import matplotlib.pyplot as plt
 

@@ -45,8 +45,9 @@ DEFAULTS = Defaults()
 _D = DEFAULTS
 
 
-def train_from_scratch(task: Task, seed: int = 0, steps: int = _D.steps, lr: float = _D.lr_scratch, batch_size: int = _D.batch_size,
-                       progress: bool = False, device=None) -> tuple[nn.Module, float]:
+def train_from_scratch(task: Task, seed: int = 0, steps: int = _D.steps, lr: float = _D.lr_scratch,
+                       batch_size: int = _D.batch_size, progress: bool = False,
+                       device=None) -> tuple[nn.Module, float]:
     """A randomly initialised course backbone trained on the task; returns (model, test accuracy)."""
     seed_everything(seed)
     model = course_backbone(num_classes=task.num_classes)
@@ -56,8 +57,9 @@ def train_from_scratch(task: Task, seed: int = 0, steps: int = _D.steps, lr: flo
     return model, evaluate(model, test, device=device)
 
 
-def linear_probe(task: Task, seed: int = 0, steps: int = _D.steps, lr: float = _D.lr_probe, batch_size: int = _D.batch_size,
-                 model: nn.Module | None = None, progress: bool = False, device=None) -> tuple[nn.Module, float]:
+def linear_probe(task: Task, seed: int = 0, steps: int = _D.steps, lr: float = _D.lr_probe,
+                 batch_size: int = _D.batch_size, model: nn.Module | None = None, progress: bool = False,
+                 device=None) -> tuple[nn.Module, float]:
     """Pretrained body frozen, new head trained on cached features; returns (model with head, accuracy)."""
     seed_everything(seed)
     model = model if model is not None else load_pretrained()
@@ -88,8 +90,8 @@ def fine_tune(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetun
     return model, evaluate(model, test, device=device)
 
 
-def lp_ft(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetune, lr_probe: float = _D.lr_probe, batch_size: int = _D.batch_size,
-          progress: bool = False, device=None) -> tuple[nn.Module, float]:
+def lp_ft(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetune, lr_probe: float = _D.lr_probe,
+          batch_size: int = _D.batch_size, progress: bool = False, device=None) -> tuple[nn.Module, float]:
     """Linear probe, then fine-tune everything from the warmed-up head (LP-FT, Kumar et al. 2022).
 
     Also the "two-stage" recipe: freeze the body and train the head, then unfreeze and train all
@@ -99,8 +101,9 @@ def lp_ft(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetune, l
     return fine_tune(task, seed, steps, lr, batch_size, model=model, progress=progress, device=device)
 
 
-def gradual_unfreeze(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetune, n_groups: int = N_GROUPS, batch_size: int = _D.batch_size,
-                     progress: bool = False, device=None) -> tuple[nn.Module, float]:
+def gradual_unfreeze(task: Task, seed: int = 0, steps: int = _D.steps, lr=_D.lr_finetune, n_groups: int = N_GROUPS,
+                     batch_size: int = _D.batch_size, progress: bool = False,
+                     device=None) -> tuple[nn.Module, float]:
     """ULMFiT's gradual unfreezing: head first, then one more layer group per stage; `steps` in all.
 
     lr: one rate or one per group (list / slice); each stage trains the unfrozen groups with their
@@ -169,8 +172,8 @@ def surgical_blocks(model: nn.Module) -> list[list[nn.Module]]:
     return body
 
 
-def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = _D.steps, lr: float = _D.lr_finetune, batch_size: int = _D.batch_size,
-                       model: nn.Module | None = None, progress: bool = False,
+def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = _D.steps, lr: float = _D.lr_finetune,
+                       batch_size: int = _D.batch_size, model: nn.Module | None = None, progress: bool = False,
                        device=None) -> tuple[nn.Module, float]:
     """Train one block of the body alone, everything else frozen (head and BN statistics included); (model, accuracy).
 

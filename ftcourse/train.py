@@ -1,4 +1,5 @@
-"""The training loop a learner can read (fit, for a number of epochs or of steps), evaluate, predict, cached features."""
+"""The training loop a learner can read (fit, for a number of epochs or of steps), evaluate, predict,
+cached features."""
 from __future__ import annotations
 
 import math
@@ -116,7 +117,8 @@ def fit(model: nn.Module, train: DataLoader, epochs: int | None = None, optimize
         hist.train_acc.append(correct / count)
         if val is not None:
             hist.val_acc.append(evaluate(model, val, device=device))
-        bar.set_postfix(loss=f"{hist.loss[-1]:.3f}", **({"val_acc": f"{hist.val_acc[-1]:.3f}"} if val is not None else {}))
+        bar.set_postfix(loss=f"{hist.loss[-1]:.3f}",
+                        **({"val_acc": f"{hist.val_acc[-1]:.3f}"} if val is not None else {}))
     bar.close()
     return hist
 

@@ -23,8 +23,8 @@ from .recipes import DEFAULTS
 __all__ = ["freeze_explorer", "lr_explorer", "rate_grid"]
 
 
-def freeze_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 5, batch_size: int = DEFAULTS.batch_size,
-                    lr: float = 0.01, device=None):
+def freeze_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 5,
+                    batch_size: int = DEFAULTS.batch_size, lr: float = 0.01, device=None):
     """A widget: choose the freeze point (and fastai's train_bn), press the button, see who gets gradients.
 
     `model_factory()` returns a fresh model each run (e.g. `lambda: ftcourse.load_pretrained(5)`).
@@ -95,7 +95,8 @@ def rate_grid(extra=()) -> list[float]:
 
 def lr_explorer(model_factory: Callable[[], nn.Module], task: Task, steps: int = 20, n_groups: int = N_GROUPS,
                 lrs=None, batch_size: int = DEFAULTS.batch_size, device=None):
-    """A widget: one learning rate per layer group (sliders on a grid of short decimals), press the button, see how far each group moved.
+    """A widget: one learning rate per layer group (sliders on a grid of short decimals), press the button,
+    see how far each group moved.
 
     `model_factory()` returns a fresh pretrained model each run. Building the widget trains nothing;
     each press runs `steps` SGD steps (`run_lr_steps`) and plots the update ratio ||dW|| / ||W|| per

@@ -101,7 +101,8 @@ def _same_on_every_rank(t: torch.Tensor) -> bool:
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
 
 
-def frozen_prefix_worker(rank: int, world_size: int, seed: int, freeze_points: list[int], per_rank: int = 8) -> list[dict]:
+def frozen_prefix_worker(rank: int, world_size: int, seed: int, freeze_points: list[int],
+                         per_rank: int = 8) -> list[dict]:
     """One DDP step per freeze point (units frozen from the input): bytes all-reduced, gradients, frozen grads.
 
     Rank 0 also returns the averaged gradients (name -> tensor) to compare with one process on the global batch.
@@ -193,7 +194,8 @@ def _find_unused_parameters(seed: int, device: torch.device, xl: torch.Tensor, y
         model.zero_grad(set_to_none=True)
         F.cross_entropy(ddp(xl), yl).backward()
     return {"find_unused_parameters=True: steps after freezing run": True,
-            "find_unused_parameters=True: head gradients equal on every rank": _same_on_every_rank(model.fc.weight.grad),
+            "find_unused_parameters=True: head gradients equal on every rank":
+                _same_on_every_rank(model.fc.weight.grad),
             "find_unused_parameters=True: bytes per step after freezing": counter.bytes // 2,
             "find_unused_parameters=True: 4 x trainable parameters after freezing": 4 * sum(
                 p.numel() for p in model.parameters() if p.requires_grad)}
@@ -228,7 +230,8 @@ def group_lr_worker(rank: int, world_size: int, seed: int, lr=slice(1e-3, 1e-1),
             "weights": {n: p.detach().cpu() for n, p in model.named_parameters()} if rank == 0 else None}
 
 
-def single_process_training(seed: int, world_size: int, lr=slice(1e-3, 1e-1), steps: int = 4, per_rank: int = 8) -> dict:
+def single_process_training(seed: int, world_size: int, lr=slice(1e-3, 1e-1), steps: int = 4,
+                            per_rank: int = 8) -> dict:
     """The same steps in one process on the global batches (the weights group_lr_worker's ranks should hold)."""
     model = _model(seed, 0, torch.device("cpu"))
     optimizer = torch.optim.SGD(param_groups(model, lr), momentum=0.9)

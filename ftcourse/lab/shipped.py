@@ -73,7 +73,8 @@ def read_results(name: str) -> dict:
     """The shipped results of a study: {"seeds": {seed: {quantity: value}}, "command", "torch", "date", ...}."""
     path = results_path(name)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: rebuild it with `python benchmarks/seed_studies.py --study {name}`")
+        raise FileNotFoundError(f"{path} is missing: rebuild it with "
+                                f"`python benchmarks/seed_studies.py --study {name}`")
     return json.loads(path.read_text())
 
 

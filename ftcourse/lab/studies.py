@@ -1,7 +1,8 @@
 """Multi-seed studies behind the course's claims: each function measures one seed; the results files hold three.
 
 A lesson trains one seed live and prints the table over seeds from `data/results/<study>.json`
-(`ftcourse.lab.shipped.read_results`), written by `python benchmarks/seed_studies.py` (minutes on 2 cores). The claim tests
+(`ftcourse.lab.shipped.read_results`), written by `python benchmarks/seed_studies.py`
+(minutes on 2 cores). The claim tests
 call the same functions, assert each claim on every seed, and compare their numbers with the shipped
 file, so the file cannot drift from the code. Every choice (a rate, a policy) is made on the task's
 validation split; the test set reports.
@@ -45,7 +46,8 @@ def _val(model: nn.Module, task: Task) -> float:
 
 # ---------------------------------------------------------------- warming up the head
 def warm_up_study(seed: int) -> dict[str, float]:
-    """Random vs warmed-up head (gradient into the body), and linear probe / fine-tune / LP-FT in and out of distribution."""
+    """Random vs warmed-up head (gradient into the body), and linear probe / fine-tune / LP-FT in and out of
+    distribution."""
     task = target_task(shots=50, seed=seed)
     x, y = next(iter(make_loader(task.x_train, task.y_train, batch_size=32, shuffle=True, seed=seed)))
     probe, acc_lp = linear_probe(task, seed=seed)
@@ -87,7 +89,8 @@ _RATE_SETUPS = {"uniform 0.01": 0.01, "np.array([1e-4,1e-3,1e-2])": np.array([1e
 
 
 def rates_study(seed: int, skip=()) -> dict[str, float]:
-    """Uniform, discriminative, head-10x, ULMFiT, two-stage, fastai-style, group 0 frozen, gradual; a rate sweep on validation.
+    """Uniform, discriminative, head-10x, ULMFiT, two-stage, fastai-style, group 0 frozen, gradual; a rate sweep
+    on validation.
 
     skip: setups not trained here (labels as in the results, "sweep 0.003" for a sweep rate); their numbers
     are left out, and so is the chosen rate unless every sweep rate was trained (`choose_rate` adds it).
@@ -185,8 +188,10 @@ RECIPE_MACHINE_TOL = 0.10  # accuracy between machines of run_recipe and of trai
 FASTAI_BASE_LR = 1e-2  # the base_lr of the issue's measurement with real fastai 2.8 (fastai's default is 2e-3)
 
 
-def fastai_epochs(task: Task, steps: int = DEFAULTS.steps, batch_size: int = DEFAULTS.batch_size, freeze_epochs: int = 1) -> int:
-    """Epochs for fastai_fine_tune that make about `steps` optimizer steps in all (fastai drops the last partial batch)."""
+def fastai_epochs(task: Task, steps: int = DEFAULTS.steps, batch_size: int = DEFAULTS.batch_size,
+                  freeze_epochs: int = 1) -> int:
+    """Epochs for fastai_fine_tune that make about `steps` optimizer steps in all (fastai drops the last
+    partial batch)."""
     per_epoch = max(1, len(task.y_train) // batch_size)
     return max(1, round(steps / per_epoch) - freeze_epochs)
 
@@ -209,7 +214,8 @@ def _run_method(method: str, task: Task, seed: int, steps: int = DEFAULTS.steps)
 
 def recipe_study(seed: int, tasks=tuple(RECIPE_TASKS), methods=RECIPE_METHODS, shots: int = NEW_TASK_SHOTS,
                  steps: int = DEFAULTS.steps) -> dict[str, float]:
-    """Scratch, linear probe, fine-tune, fastai's fine_tune and run_recipe on the digits target, the near and the far task.
+    """Scratch, linear probe, fine-tune, fastai's fine_tune and run_recipe on the digits target, the near and
+    the far task.
 
     Per task and method: "<task> test <method>" (test accuracy) and "<task> seconds <method>" (wall time,
     loading included; machine-dependent, never compared between machines). `shots` images per class,

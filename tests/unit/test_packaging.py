@@ -136,3 +136,9 @@ def test_no_function_in_the_package_is_longer_than_a_screen():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_no_line_in_the_package_is_longer_than_120_characters():
+    long = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "ftcourse").rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
+    assert not long, long
