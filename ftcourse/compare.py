@@ -10,8 +10,10 @@ verdict a lesson prints the same way everywhere:
     "behind"                             the whole interval is below 0
     "not distinguishable at n seeds"     the interval contains 0 (or n < 2: no interval at all)
 
-At n = 3, "A won on every seed" happens by chance one time in four for two equal methods; the interval
-says how large a gap the seeds can resolve.
+At n = 3, one of two equal methods wins every seed one time in four; the interval says how large a gap
+the seeds can resolve. `comparison.sentence()` gives the line a lesson prints:
+
+    slice(0.003, 0.3) vs uniform 0.3: ahead, +7.0 points (95 % interval +2.8 to +11.3), wins 3 of 3 seeds
 """
 from __future__ import annotations
 
@@ -121,12 +123,11 @@ class PairedComparison(TableReport):
         return f"not distinguishable at {self.n} seed{'s' if self.n != 1 else ''}"
 
     def sentence(self, scale: float = 100, unit: str = " points") -> str:
-        """One line: '<a> is ahead of <b>: +2.1 points (95 % interval +0.4 to +3.8), wins 9 of 10 seeds'."""
+        """One line: '<a> vs <b>: ahead, +2.1 points (95 % interval +0.4 to +3.8), wins 9 of 10 seeds'."""
         lo, hi = self.interval
         where = "" if self.n < 2 else (f" ({round(100 * self.confidence)} % interval {scale * lo:+.1f} to "
                                        f"{scale * hi:+.1f})")
-        relation = self.verdict + (" of" if self.verdict in (AHEAD, BEHIND) else " from")
-        return (f"{self.name_a} is {relation} {self.name_b}: {scale * self.mean:+.1f}{unit}{where}, "
+        return (f"{self.name_a} vs {self.name_b}: {self.verdict}, {scale * self.mean:+.1f}{unit}{where}, "
                 f"wins {self.wins} of {self.n} seeds")
 
     def table(self) -> Table:

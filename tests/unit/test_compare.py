@@ -22,7 +22,7 @@ def test_a_consistent_gap_is_ahead_and_its_interval_is_the_t_interval():
     assert c.differences == pytest.approx(d) and c.mean == pytest.approx(statistics.fmean(d))
     assert c.interval == pytest.approx((c.mean - half, c.mean + half), abs=1e-4)
     assert (c.verdict, c.wins, c.losses, c.n) == (AHEAD, 10, 0, 10)
-    assert c.sentence().startswith("warm is ahead of random: +2.2 points (95 % interval +")
+    assert c.sentence().startswith("warm vs random: ahead, +2.2 points (95 % interval +")
     assert paired(b, a).verdict == BEHIND
 
 
@@ -31,7 +31,7 @@ def test_three_wins_of_three_can_still_be_not_distinguishable():
     c = paired([0.60, 0.70, 0.80], [0.59, 0.55, 0.795])
     assert c.wins == 3 and c.interval[0] < 0 < c.interval[1]
     assert c.verdict == "not distinguishable at 3 seeds"
-    assert "from B" in c.sentence() and "wins 3 of 3 seeds" in c.sentence()
+    assert c.sentence().startswith("A vs B: not distinguishable at 3 seeds, +") and c.sentence().endswith("wins 3 of 3 seeds")
 
 
 def test_one_seed_has_no_interval_and_ties_count_for_neither():
