@@ -1,7 +1,7 @@
 """Does the shipped backbone help? Scratch vs linear probe vs full fine-tune on the target task.
 
     python benchmarks/transfer_table.py            # prints the shipped data/results/data_size.json (no training)
-    python benchmarks/transfer_table.py --run      # trains seeds 0 1 2 at 10 and 50 per class (part of the 6-min study)
+    python benchmarks/transfer_table.py --run      # trains the shipped seeds (0-9) at 10 and 50 per class
     python benchmarks/transfer_table.py --quick    # 10 per class, seed 0, 10 steps per method (a smoke test)
 
 Test accuracy on the fixed 1,000-image target test set (cluttered digits 5-9), mean and spread
@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     mode.add_argument("--run", action="store_true", help="train instead of reading the shipped file")
     mode.add_argument("--quick", action="store_true", help="10 per class, seed 0, 10 steps per method")
     ap.add_argument("--shots", type=int, nargs="+", default=[10, 50])
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(shipped.STUDY_SEEDS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(shipped.STUDY_SEEDS["data_size"]))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     os.environ["FTCOURSE_THREADS"] = str(args.threads)  # every recipe calls seed_everything, which sets this count

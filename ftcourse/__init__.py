@@ -18,7 +18,7 @@ from .audit import freeze_audit
 from .autopilot import run_recipe
 from .bn import (BNAffine, adabn, bn_modules, bn_report, bn_to_affine, fold_bn, fold_conv_bn, freeze_bn_stats,
                  unfreeze_bn_stats)
-from .compare import paired
+from .compare import paired, paired_table
 from .cost import backward_graph_size, forward_ms, step_cost, time_steps
 from .data import (IMAGENET_MEAN, IMAGENET_STD, Task, denormalize, far_task, folder_task, image_folder, make_loader,
                    near_task, normalize, shifted_source_task, shifted_test_set, source_task, target_task)
@@ -56,7 +56,7 @@ __all__ = [
     "backward_graph_size", "step_cost", "time_steps", "forward_ms", "GradientRecorder", "snapshot", "update_ratios",
     "body_gradient", "feature_drift", "linear_cka", "representation_change", "freeze_audit",
     # training, and comparing two methods over seeds
-    "fit", "evaluate", "predict", "precompute_features", "paired",
+    "fit", "evaluate", "predict", "precompute_features", "paired", "paired_table",
     # recipes: the baselines, fastai's one call, the course's decisions in one call
     "DEFAULTS", "train_from_scratch", "linear_probe", "fine_tune", "lp_ft", "gradual_unfreeze", "surgical_fine_tune",
     "fastai_fine_tune", "run_recipe",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .tables import Table, TableReport
 
-__all__ = ["AHEAD", "BEHIND", "t_quantile", "PairedComparison", "paired"]
+__all__ = ["AHEAD", "BEHIND", "t_quantile", "PairedComparison", "paired", "paired_table"]
 
 AHEAD = "ahead"  # a's whole interval above 0
 BEHIND = "behind"  # a's whole interval below 0
@@ -122,12 +122,15 @@ class PairedComparison(TableReport):
             return BEHIND
         return f"not distinguishable at {self.n} seed{'s' if self.n != 1 else ''}"
 
-    def sentence(self, scale: float = 100, unit: str = " points") -> str:
-        """One line: '<a> vs <b>: ahead, +2.1 points (95 % interval +0.4 to +3.8), wins 9 of 10 seeds'."""
+    def sentence(self, scale: float = 100, unit: str = " points", fmt: str = "{:+.1f}") -> str:
+        """One line: '<a> vs <b>: ahead, +2.1 points (95 % interval +0.4 to +3.8), wins 9 of 10 seeds'.
+
+        Differences are multiplied by `scale` (100: accuracies in points) and written with `fmt`.
+        """
         lo, hi = self.interval
-        where = "" if self.n < 2 else (f" ({round(100 * self.confidence)} % interval {scale * lo:+.1f} to "
-                                       f"{scale * hi:+.1f})")
-        return (f"{self.name_a} vs {self.name_b}: {self.verdict}, {scale * self.mean:+.1f}{unit}{where}, "
+        where = "" if self.n < 2 else (f" ({round(100 * self.confidence)} % interval {fmt.format(scale * lo)} to "
+                                       f"{fmt.format(scale * hi)})")
+        return (f"{self.name_a} vs {self.name_b}: {self.verdict}, {fmt.format(scale * self.mean)}{unit}{where}, "
                 f"wins {self.wins} of {self.n} seeds")
 
     def table(self) -> Table:
@@ -173,3 +176,19 @@ def paired(a, b, names: tuple[str, str] = ("A", "B"), seeds=None, confidence: fl
     if bad:
         raise ValueError(f"results must be finite numbers, got {bad[:3]}")
     return PairedComparison(names[0], names[1], list(seeds_a), va, vb, confidence)
+
+
+def paired_table(comparisons: Sequence[PairedComparison], title: str = "", scale: float = 100,
+                 unit: str = "points", fmt: str = "{:+.1f}") -> Table:
+    """Several paired comparisons, one row each: mean difference, its interval, wins, verdict.
+
+    Differences are multiplied by `scale` (100: accuracies in points) and written with `fmt` in `unit`.
+    """
+    rows = []
+    for c in comparisons:
+        lo, hi = c.interval
+        interval = "" if c.n < 2 else f"{fmt.format(scale * lo)} to {fmt.format(scale * hi)}"
+        rows.append({"comparison": f"{c.name_a} vs {c.name_b}", f"mean ({unit})": scale * c.mean,
+                     f"{round(100 * c.confidence)} % interval": interval, "wins": f"{c.wins} of {c.n}",
+                     "verdict": c.verdict})
+    return Table(rows, title=title, formats={f"mean ({unit})": fmt})

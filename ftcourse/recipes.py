@@ -38,7 +38,9 @@ class Defaults:
     weight_decay: float = 5e-4
     lr_scratch: float = 0.05  # a random network
     lr_probe: float = 0.05  # a new head on frozen features
-    lr_finetune: float = 0.01  # every layer from pretrained weights
+    lr_finetune: float = 0.01  # every layer from pretrained weights. A fixed baseline every study shares, not a
+    # tuned choice: the validation sweep of studies.rates_study picks 0.03 on every shipped seed (by a few images),
+    # and on the test set 0.03 and 0.01 are not distinguishable at 3 seeds. Tune it on your validation split.
 
 
 DEFAULTS = Defaults()

@@ -46,14 +46,29 @@ def claim(statement: str, holds: bool, measured: str) -> Verdict:
 
 
 def seed_table(values: Mapping[str, Sequence[float]], seeds: Sequence[int], title: str = "",
-               fmt: str = "{:.3f}") -> Table:
-    """One row per quantity: its value on each seed, then mean, min and max (for printing, never for comparing)."""
+               fmt: str = "{:.3f}", per_seed: bool = True) -> Table:
+    """One row per quantity: its value on each seed, then mean, min and max (for printing, never for comparing).
+
+    per_seed=False leaves out the seed columns (ten of them do not fit a slide): mean, standard deviation
+    over the seeds, min and max, with the seeds named in the title.
+    """
     rows = []
     for label, vs in values.items():
         vs = [float(v) for v in vs]
         if len(vs) != len(seeds):
             raise ValueError(f"{label!r} has {len(vs)} values for {len(seeds)} seeds")
-        rows.append({"": label, **{f"seed {s}": v for s, v in zip(seeds, vs)},
-                     "mean": statistics.fmean(vs), "min": min(vs), "max": max(vs)})
-    cols = [f"seed {s}" for s in seeds] + ["mean", "min", "max"]
+        each = {f"seed {s}": v for s, v in zip(seeds, vs)} if per_seed else {}
+        spread = {} if per_seed else {"sd": statistics.stdev(vs) if len(vs) > 1 else float("nan")}
+        rows.append({"": label, **each, "mean": statistics.fmean(vs), **spread, "min": min(vs), "max": max(vs)})
+    if not per_seed:
+        title = f"{title} ({_seed_range(seeds)})" if title else _seed_range(seeds)
+    cols = [f"seed {s}" for s in seeds] + ["mean", "sd", "min", "max"]
     return Table(rows, title=title, formats={c: fmt for c in cols})
+
+
+def _seed_range(seeds: Sequence[int]) -> str:
+    """'seeds 0-9' for consecutive seeds, else 'seeds 0, 2, 5'."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seed" + ("s " if len(seeds) != 1 else " ") + ", ".join(map(str, seeds))

@@ -17,11 +17,17 @@ import torch
 
 from ..files import atomic_write_text, data_dir
 
-__all__ = ["STUDY_NAMES", "STUDY_SEEDS", "QUANTITY_KINDS", "quantity_kind", "code_fingerprint", "results_path",
-           "write_results", "read_results", "differences_from_shipped", "summarise"]
+__all__ = ["STUDY_NAMES", "TEN_SEEDS", "STUDY_SEEDS", "seeds_of", "by_seed", "QUANTITY_KINDS", "quantity_kind",
+           "code_fingerprint", "results_path", "write_results", "seed_codes", "read_results",
+           "differences_from_shipped", "summarise"]
 
-STUDY_NAMES = ("warm_up", "data_size", "rates", "bn_policy", "adabn", "recipe", "surgical")  # one file each
-STUDY_SEEDS = (0, 1, 2)  # the seeds every shipped file holds
+STUDY_NAMES = ("warm_up", "data_size", "rates", "time_to_accuracy", "bn_policy", "adabn", "shifted_target",
+               "recipe", "surgical")  # one file each
+TEN_SEEDS = tuple(range(10))
+# the seeds each shipped file holds: ten where a lesson compares methods; three for the studies not yet re-run
+STUDY_SEEDS = {"warm_up": TEN_SEEDS, "data_size": TEN_SEEDS, "rates": (0, 1, 2), "time_to_accuracy": TEN_SEEDS,
+               "bn_policy": TEN_SEEDS, "adabn": TEN_SEEDS, "shifted_target": TEN_SEEDS, "recipe": (0, 1, 2),
+               "surgical": (0, 1, 2)}
 QUANTITY_KINDS = {"test": "accuracy", "val": "accuracy", "train": "accuracy", "OOD": "accuracy",
                   "chosen": "choice", "seconds": "seconds"}  # a key word -> what the quantity is
 
@@ -55,11 +61,13 @@ def results_path(name: str) -> Path:
 
 
 def write_results(name: str, per_seed: dict[int, dict[str, float]], command: str, seconds: float,
-                  path: Path | None = None, code: str | None = None) -> None:
+                  path: Path | None = None, code: str | dict[int, str] | None = None) -> None:
     """Write one study's per-seed numbers with how they were made (command, torch, machine, date), atomically.
 
-    `code`: the `code_fingerprint()` of the package that measured them (lets a resumed run reuse them).
+    `code`: the `code_fingerprint()` of the package that measured them, one for all seeds or {seed: fingerprint}.
     """
+    if isinstance(code, dict):
+        code = {str(s): c for s, c in code.items()}
     path = results_path(name) if path is None else Path(path)
     payload = {"study": name, "command": command, "seconds": round(seconds, 1), "torch": torch.__version__,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
@@ -67,6 +75,14 @@ def write_results(name: str, per_seed: dict[int, dict[str, float]], command: str
                "seeds": {str(s): v for s, v in per_seed.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
+
+
+def seed_codes(results: dict) -> dict[int, str]:
+    """{seed: code fingerprint that measured it} of a results file's contents ({} when it records none)."""
+    code = results.get("code")
+    if isinstance(code, dict):
+        return {int(s): c for s, c in code.items()}
+    return {int(s): code for s in results["seeds"]} if code else {}
 
 
 def read_results(name: str) -> dict:
@@ -99,6 +115,16 @@ def differences_from_shipped(name: str, seed: int, fresh: dict[str, float], acc_
         elif kind == "other" and abs(v - w) > rel_tol * max(abs(w), 1e-9):
             bad.append(f"{k}: {v:.4g} vs shipped {w:.4g}")
     return bad
+
+
+def seeds_of(results: dict) -> list[int]:
+    """The seeds a results file holds, in order."""
+    return sorted(int(s) for s in results["seeds"])
+
+
+def by_seed(results: dict, key: str) -> dict[int, float]:
+    """{seed: value} of one quantity of a results file, seeds in order (what `ftcourse.paired` compares)."""
+    return {s: results["seeds"][str(s)][key] for s in seeds_of(results)}
 
 
 def summarise(results: dict, keys: list[str]) -> dict[str, list[float]]:

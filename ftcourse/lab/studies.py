@@ -1,4 +1,4 @@
-"""Multi-seed studies behind the course's claims: each function measures one seed; the results files hold three.
+"""Multi-seed studies behind the course's claims: each function measures one seed; the results files hold 3 or 10.
 
 A lesson trains one seed live and prints the table over seeds from `data/results/<study>.json`
 (`ftcourse.lab.shipped.read_results`), written by `python benchmarks/seed_studies.py`
@@ -28,10 +28,13 @@ from ..models import fresh_model, load_pretrained
 from ..optim import make_optimizer, param_groups
 from ..recipes import (DEFAULTS, fine_tune, freeze_then_discriminative, gradual_unfreeze, linear_probe, lp_ft,
                        shifted_accuracy, surgical_fine_tune, train_from_scratch)
-from ..train import evaluate
+from ..runtime import seed_everything
+from ..train import evaluate, fit
 
 __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "RATE_SWEEP", "warm_up_study", "data_size_study", "rates_study",
-           "choose_rate", "bn_policy_study", "adabn_study", "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
+           "choose_rate", "TIME_RATES", "TIME_STEPS", "TIME_EVERY", "time_to_accuracy_study", "bn_policy_study",
+           "adabn_study", "SHIFTED_TARGETS", "SHIFTED_BATCH", "shifted_target_study",
+           "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
            "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
            "surgical_study", "STUDIES"]
 
@@ -47,7 +50,7 @@ def _val(model: nn.Module, task: Task) -> float:
 # ---------------------------------------------------------------- warming up the head
 def warm_up_study(seed: int) -> dict[str, float]:
     """Random vs warmed-up head (gradient into the body), and linear probe / fine-tune / LP-FT in and out of
-    distribution."""
+    distribution (validation accuracy chooses, test accuracy reports)."""
     task = target_task(shots=50, seed=seed)
     x, y = next(iter(make_loader(task.x_train, task.y_train, batch_size=32, shuffle=True, seed=seed)))
     probe, acc_lp = linear_probe(task, seed=seed)
@@ -60,7 +63,7 @@ def warm_up_study(seed: int) -> dict[str, float]:
     lpft, acc_lpft = lp_ft(task, seed=seed)
     pretrained = load_pretrained(5)
     for label, model, acc in [("LP", probe, acc_lp), ("FT", finetuned, acc_ft), ("LP-FT", lpft, acc_lpft)]:
-        out[f"test {label}"] = acc
+        out[f"val {label}"], out[f"test {label}"] = _val(model, task), acc
         out[f"OOD {label}"] = shifted_accuracy(model, task)["mean"]
     for label, model in [("FT", finetuned), ("LP-FT", lpft)]:
         change = representation_change(pretrained, model, task.x_test)
@@ -69,14 +72,15 @@ def warm_up_study(seed: int) -> dict[str, float]:
 
 
 def data_size_study(seed: int, sizes=DATA_SIZES) -> dict[str, float]:
-    """Scratch, linear probe and fine-tune at each size (200 steps each): test and training accuracy, epochs."""
+    """Scratch, linear probe and fine-tune at each size (200 steps each): validation, test and training accuracy,
+    epochs."""
     steps, batch = DEFAULTS.steps, DEFAULTS.batch_size
     out = {}
     for shots in sizes:
         task = target_task(shots=shots, seed=seed)
         for label, recipe in [("scratch", train_from_scratch), ("probe", linear_probe), ("fine-tune", fine_tune)]:
             model, acc = recipe(task, seed=seed)
-            out[f"{shots}/class test {label}"] = acc
+            out[f"{shots}/class val {label}"], out[f"{shots}/class test {label}"] = _val(model, task), acc
             out[f"{shots}/class train {label}"] = evaluate(model, (task.x_train, task.y_train))
         out[f"{shots}/class epochs"] = steps / math.ceil(len(task.y_train) / batch)  # passes over the training set
     return out
@@ -144,36 +148,93 @@ def choose_rate(numbers: dict[str, float]) -> dict[str, float]:
     return numbers | {"chosen rate": best, "test at the chosen rate": numbers[f"test sweep {best:g}"]}
 
 
+TIME_RATES = (0.001, 0.003, 0.01, 0.03)  # constant rates: does a lower one need longer to reach an accuracy?
+TIME_STEPS, TIME_EVERY = 300, 25  # optimizer steps per run; validation accuracy read every TIME_EVERY steps
+
+
+def time_to_accuracy_study(seed: int, rates=TIME_RATES, steps: int = TIME_STEPS,
+                           every: int = TIME_EVERY) -> dict[str, float]:
+    """Fine-tune at each constant rate (no schedule, batches of 32) and read the validation accuracy every
+    `every` steps (question 007): the curves, and the seconds each run took (validation reads included)."""
+    task = target_task(shots=50, seed=seed)
+    out = {}
+    for lr in rates:
+        seed_everything(seed)
+        model, curve = fresh_model(seed=seed), []
+
+        def read(step: int) -> None:
+            if step % every == 0:
+                curve.append(_val(model, task))
+                model.train()  # evaluate() left it in eval mode; fit sets train mode once per pass only
+
+        loader = make_loader(task.x_train, task.y_train, batch_size=DEFAULTS.batch_size, shuffle=True, seed=seed)
+        t0 = time.perf_counter()
+        fit(model, loader, steps=steps, lr=lr, weight_decay=DEFAULTS.weight_decay, schedule=None, progress=False,
+            on_step=read)
+        out[f"seconds lr {lr:g}"] = time.perf_counter() - t0
+        out |= {f"val lr {lr:g} step {every * (k + 1)}": acc for k, acc in enumerate(curve)}
+    return out
+
+
 # ---------------------------------------------------------------- BatchNorm
 _POLICIES = {"batch statistics": lambda m: None, "frozen statistics": freeze_bn_stats,
              "trainable affine": lambda m: bn_to_affine(m, trainable=True)}
 
 
 def bn_policy_study(seed: int, sizes=BN_BATCH_SIZES, shots: int = 32) -> dict[str, float]:
-    """Fine-tune at each batch size under each BN policy (200 steps, lr 0.01): test accuracy; 5 x shots images."""
+    """Fine-tune at each batch size under each BN policy (200 steps, lr 0.01): validation and test accuracy;
+    5 x shots training images."""
     task = target_task(shots=shots, seed=seed)
     out = {}
     for size in sizes:
         for label, apply in _POLICIES.items():
             model = fresh_model(seed=seed)
             apply(model)
-            out[f"test batch {size} {label}"] = fine_tune(task, seed=seed, batch_size=size, model=model)[1]
+            model, out[f"test batch {size} {label}"] = fine_tune(task, seed=seed, batch_size=size, model=model)
+            out[f"val batch {size} {label}"] = _val(model, task)
     return out
 
 
 def adabn_study(seed: int, sizes=(8, 32, 128, 512)) -> dict[str, float]:
-    """A linear probe under test-time shifts: accuracy before and after AdaBN with n unlabelled target images."""
+    """A linear probe under test-time shifts: validation and test accuracy (both shifted) before and after AdaBN
+    with n unlabelled target images."""
     task = target_task(shots=50, seed=seed)
     probe = linear_probe(task, seed=seed)[0].eval()
     out = {}
     for kind in (None, "contrast", "colour", "invert"):
-        test = target_task(shots=50, seed=seed, test_shift=kind)
+        shifted = target_task(shots=50, seed=seed, shift=kind)  # the same digits, every split shifted
         pool = target_task(shots=120, seed=100 + seed, shift=kind).x_train
         name = kind or "clean"
-        out[f"test {name} no adaptation"] = evaluate(probe, (test.x_test, test.y_test))
-        for n in sizes:
-            loader = make_loader(pool[:n], torch.zeros(n), batch_size=64)
-            out[f"test {name} AdaBN {n}"] = evaluate(adabn(copy.deepcopy(probe), loader), (test.x_test, test.y_test))
+        for step, model in [("no adaptation", probe)] + [
+                (f"AdaBN {n}", adabn(copy.deepcopy(probe), make_loader(pool[:n], torch.zeros(n), batch_size=64)))
+                for n in sizes]:
+            out[f"val {name} {step}"] = _val(model, shifted)
+            out[f"test {name} {step}"] = evaluate(model, (shifted.x_test, shifted.y_test))
+    return out
+
+
+SHIFTED_TARGETS = ("contrast", "colour")  # shifts AdaBN repaired on a frozen body (adabn_study)
+SHIFTED_BATCH = 8  # small batches: where the learner's notes would convert BN
+
+
+def shifted_target_study(seed: int, kinds=SHIFTED_TARGETS, batch_size: int = SHIFTED_BATCH,
+                         shots: int = 32) -> dict[str, float]:
+    """Fine-tune on a shifted target (training, validation and test images shifted alike) under each BN policy,
+    with and without AdaBN on the unlabelled training images first: validation and test accuracy (question 013).
+    """
+    out = {}
+    for kind in kinds:
+        task = target_task(shots=shots, seed=seed, shift=kind)
+        unlabelled = make_loader(task.x_train, torch.zeros(len(task.y_train)), batch_size=64)
+        for label, apply in _POLICIES.items():
+            for first in ("", " after AdaBN"):
+                model = fresh_model(seed=seed)
+                if first:
+                    adabn(model, unlabelled)
+                apply(model)
+                model, out[f"test {kind} {label}{first}"] = fine_tune(task, seed=seed, batch_size=batch_size,
+                                                                       model=model)
+                out[f"val {kind} {label}{first}"] = _val(model, task)
     return out
 
 
@@ -267,4 +328,6 @@ def surgical_study(seed: int, tasks=SURGICAL_TASKS, shots: int = NEW_TASK_SHOTS,
 
 
 STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rates_study,
-           "bn_policy": bn_policy_study, "adabn": adabn_study, "recipe": recipe_study, "surgical": surgical_study}
+           "time_to_accuracy": time_to_accuracy_study,
+           "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
+           "recipe": recipe_study, "surgical": surgical_study}

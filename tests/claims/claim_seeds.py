@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import ftcourse
 from ftcourse.lab.shipped import STUDY_SEEDS, read_results, results_path
 
 # What a lesson trains live on seed 0 and compares with the shipped file in a claim cell of its own
@@ -65,10 +66,18 @@ def fresh_seeds() -> tuple[int, ...]:
     return seeds
 
 
-def seeds_to_check(fresh: tuple[int, ...] | None = None) -> list[int]:
-    """The shipped seeds and the fresh ones: each claim is asserted on all of them."""
+BASE_SEEDS = (0, 1, 2)  # claims that read no results file (lessons 01 and 06, the transfer table) run on these
+
+
+def seeds_to_check(fresh: tuple[int, ...] | None = None, study: str | None = None) -> list[int]:
+    """The shipped seeds (of `study`, else BASE_SEEDS) and the fresh ones: each claim is asserted on all of them."""
     fresh = fresh_seeds() if fresh is None else fresh
-    return sorted(set(STUDY_SEEDS) | set(fresh))
+    return sorted(set(BASE_SEEDS if study is None else STUDY_SEEDS[study]) | set(fresh))
+
+
+def seed_ids(seeds, fresh) -> list[str]:
+    """pytest ids: '0-fresh', '1-shipped', ..."""
+    return [f"{s}-{'fresh' if s in fresh else 'shipped'}" for s in seeds]
 
 
 def results_per_seed(name: str, study, seeds, fresh) -> dict[int, dict[str, float]]:
@@ -92,5 +101,19 @@ def results_per_seed(name: str, study, seeds, fresh) -> dict[int, dict[str, floa
 
 FRESH = fresh_seeds()  # trained here: seed 0 in `make test`, $FTCOURSE_CLAIM_SEEDS in `make claims`
 SEEDS = seeds_to_check(FRESH)  # claims asserted on these: fresh runs, else the shipped file's numbers
-SEED_IDS = [f"{s}-{'fresh' if s in FRESH else 'shipped'}" for s in SEEDS]
-SHIPPED_AND_FRESH = [s for s in STUDY_SEEDS if s in FRESH]  # where a fresh run is compared with the file
+SEED_IDS = seed_ids(SEEDS, FRESH)
+SEEDS_OF = {name: seeds_to_check(FRESH, name) for name in STUDY_SEEDS}  # per results file: its seeds and FRESH
+SEED_IDS_OF = {name: seed_ids(seeds, FRESH) for name, seeds in SEEDS_OF.items()}
+SHIPPED_AND_FRESH = {name: [s for s in seeds if s in FRESH] for name, seeds in STUDY_SEEDS.items()}  # compared
+# with the file: a fresh run of a shipped seed
+
+
+def study_results(name: str) -> dict[int, dict[str, float]]:
+    """{seed: numbers} of a whole study (`ftcourse.lab.studies.STUDIES[name]`): FRESH seeds trained, the rest shipped."""
+    from ftcourse.lab.studies import STUDIES
+    return results_per_seed(name, STUDIES[name], SEEDS_OF[name], FRESH)
+
+
+def verdict(per_seed: dict[int, dict[str, float]], a: str, b: str) -> str:
+    """`ftcourse.paired`'s verdict on quantity a against quantity b over every seed of `per_seed`."""
+    return ftcourse.paired({s: r[a] for s, r in per_seed.items()}, {s: r[b] for s, r in per_seed.items()}).verdict

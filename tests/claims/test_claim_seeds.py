@@ -18,7 +18,9 @@ def test_fresh_seeds_come_from_the_environment(monkeypatch, value, seeds):
     else:
         monkeypatch.setenv("FTCOURSE_CLAIM_SEEDS", value)
     assert claim_seeds.fresh_seeds() == seeds
-    assert claim_seeds.seeds_to_check() == sorted(set(shipped.STUDY_SEEDS) | set(seeds))
+    assert claim_seeds.seeds_to_check() == sorted(set(claim_seeds.BASE_SEEDS) | set(seeds))
+    assert claim_seeds.seeds_to_check(study="bn_policy") == sorted(set(shipped.STUDY_SEEDS["bn_policy"]) | set(seeds))
+    assert claim_seeds.seed_ids([0, 1], fresh=(0,)) == ["0-fresh", "1-shipped"]
 
 
 @pytest.mark.parametrize("value", ["", "a,b", "-1", "1.5"])
@@ -82,3 +84,9 @@ def test_each_lesson_named_in_in_lessons_compares_its_live_runs_with_the_file():
     for name, (notebook, _) in claim_seeds.IN_LESSONS.items():
         assert name in shipped.STUDY_NAMES
         assert name in _compared_studies(LESSONS / notebook), f"{notebook} never compares its {name} runs"
+
+
+def test_verdict_pairs_two_quantities_over_every_seed():
+    per_seed = {s: {"a": 0.80 + 0.01 * s, "b": 0.70 + 0.012 * s} for s in range(5)}
+    assert claim_seeds.verdict(per_seed, "a", "b") == "ahead"
+    assert claim_seeds.verdict(per_seed, "b", "a") == "behind"

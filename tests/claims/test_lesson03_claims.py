@@ -17,7 +17,7 @@ import torch
 
 import ftcourse
 from ftcourse.lab import shipped, studies
-from claim_seeds import FRESH, SEEDS, SEED_IDS, SHIPPED_AND_FRESH, lesson_aware, results_per_seed
+from claim_seeds import FRESH, SEEDS, SEED_IDS, SHIPPED_AND_FRESH, lesson_aware, results_per_seed, study_results
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def _ratios(r: dict, label: str) -> list[float]:
     return [r[f"update group {g} {label}"] for g in range(3)]
 
 
-@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH)
+@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH["rates"])
 def test_the_shipped_table_is_what_this_code_measures(results, seed):
     assert not shipped.differences_from_shipped("rates", seed, results[seed])
 
@@ -202,3 +202,37 @@ def test_fastai_style_head_10x_and_a_frozen_first_group_end_close_to_one_good_ra
     r = results[seed]
     for label in (FASTAI, HEAD10, FROZEN0):
         assert abs(r[f"test {label}"] - r["test uniform 0.01"]) <= TIE, (label, r[f"test {label}"], r["test uniform 0.01"])
+
+
+# ---------------------------------------------------------------- the paired table against the default
+def test_paired_over_the_seeds_no_recipe_is_ahead_of_the_default_and_the_two_losers_are_behind(results):
+    def on(label, key="test"):
+        return {s: results[s][f"{key} {label}"] for s in SEEDS}
+
+    default = on("uniform 0.01")
+    for loser in ("uniform 0.3", ARRAY):
+        assert ftcourse.paired(on(loser), default).verdict == "behind", loser
+    for other in (SLICE, TWO, FASTAI, HEAD10, FROZEN0, "gradual unfreezing 0.01", ULMFIT):
+        assert ftcourse.paired(on(other), default).verdict != "ahead", other
+    assert ftcourse.paired(on(TWO, "1 - CKA"), on("uniform 0.01", "1 - CKA")).verdict == "behind"
+
+
+# ---------------------------------------------------------------- experiment 4: steps to an accuracy (question 007)
+@pytest.fixture(scope="module")
+def timing():
+    """Per seed: ftcourse.lab.studies.time_to_accuracy_study (data/results/time_to_accuracy.json)."""
+    return study_results("time_to_accuracy")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH["time_to_accuracy"])
+def test_the_shipped_time_to_accuracy_table_is_what_this_code_measures(timing, seed):
+    assert not shipped.differences_from_shipped("time_to_accuracy", seed, timing[seed])
+
+
+@pytest.mark.slow
+def test_after_100_steps_a_higher_constant_rate_is_ahead_up_to_0_01_and_never_behind(timing):
+    at = {lr: {s: r[f"val lr {lr:g} step 100"] for s, r in timing.items()} for lr in studies.TIME_RATES}
+    verdicts = {(lo, hi): ftcourse.paired(at[hi], at[lo]).verdict for lo, hi in zip(studies.TIME_RATES, studies.TIME_RATES[1:])}
+    assert verdicts[0.001, 0.003] == verdicts[0.003, 0.01] == "ahead", verdicts
+    assert verdicts[0.01, 0.03] != "behind", verdicts  # 0.03 vs 0.01: a point or so, not resolved on every run of seeds

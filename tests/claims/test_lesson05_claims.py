@@ -39,7 +39,7 @@ def surgical(notebooks_in_session):
     return results_per_seed("surgical", study, SEEDS, FRESH)
 
 
-@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH)
+@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH["recipe"])  # surgical: the same seeds
 def test_the_shipped_tables_are_what_this_code_measures(recipe, surgical, seed):
     fresh = recipe[seed]
     chaotic = {k: v for k, v in fresh.items() if k.endswith((" recipe", " scratch"))}

@@ -135,7 +135,8 @@ def test_transfer_table_quick_trains_three_methods():
 
 
 
-def test_seed_studies_resume_trains_only_the_seeds_this_code_has_not_written(tmp_path, monkeypatch, capsys):
+def test_seed_studies_resume_trains_only_the_seeds_the_file_lacks_and_names_other_code(tmp_path, monkeypatch,
+                                                                                      capsys):
     spec = importlib.util.spec_from_file_location("seed_studies", ROOT / "benchmarks" / "seed_studies.py")
     seed_studies = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(seed_studies)
@@ -147,12 +148,15 @@ def test_seed_studies_resume_trains_only_the_seeds_this_code_has_not_written(tmp
 
     monkeypatch.setitem(seed_studies.studies.STUDIES, "adabn", fake)
     assert seed_studies._seed_list("0-2,5") == [0, 1, 2, 5]
+    code = seed_studies.shipped.code_fingerprint()
     seed_studies.run(["adabn"], [0, 1], tmp_path, "cmd")
     seed_studies.run(["adabn"], [0, 1, 2], tmp_path, "cmd", resume=True)
     stored = json.loads((tmp_path / "adabn.json").read_text())
     assert trained == [0, 1, 2] and stored["seeds"] == {"0": {"test x": 0.0}, "1": {"test x": 0.1}, "2": {"test x": 0.2}}
-    assert stored["code"] == seed_studies.shipped.code_fingerprint()
-    stored["code"] = "other"  # written by other code: nothing is reused
+    assert stored["code"] == {"0": code, "1": code, "2": code}
+    stored["code"] = "other"  # an older file: one fingerprint, from other code; its seeds are kept and named
     (tmp_path / "adabn.json").write_text(json.dumps(stored))
-    seed_studies.run(["adabn"], [0], tmp_path, "cmd", resume=True)
-    assert trained == [0, 1, 2, 0] and "written by other code" in capsys.readouterr().out
+    seed_studies.run(["adabn"], [0, 3], tmp_path, "cmd", resume=True)
+    stored = json.loads((tmp_path / "adabn.json").read_text())
+    assert trained == [0, 1, 2, 3] and "seeds [0, 1, 2] were written by other code" in capsys.readouterr().out
+    assert stored["code"] == {"0": "other", "1": "other", "2": "other", "3": code}

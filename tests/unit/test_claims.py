@@ -45,3 +45,11 @@ def test_seed_table_has_mean_min_max_and_checks_lengths():
     assert "seed 2" in str(t)
     with pytest.raises(ValueError, match="3 seeds"):
         claims.seed_table({"probe": [0.7]}, [0, 1, 2])
+
+
+def test_seed_table_without_seed_columns_names_the_seeds_and_gives_the_spread():
+    t = claims.seed_table({"probe": [0.7, 0.8, 0.9]}, [0, 1, 2], title="accuracy", per_seed=False)
+    row = t.rows[0]
+    assert "seed 0" not in row and row["sd"] == pytest.approx(0.1) and row["mean"] == pytest.approx(0.8)
+    assert str(t).splitlines()[0] == "accuracy (seeds 0-2)"
+    assert claims.seed_table({"p": [1.0, 2.0]}, [0, 5], per_seed=False).title == "seeds 0, 5"

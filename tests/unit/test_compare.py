@@ -4,6 +4,7 @@ import statistics
 
 import pytest
 
+import ftcourse
 from ftcourse.compare import AHEAD, BEHIND, paired, t_quantile
 
 
@@ -57,3 +58,24 @@ def test_mismatched_or_bad_inputs_name_the_fix():
         paired("0.5", [0.5])
     with pytest.raises(ValueError, match="no seeds"):
         paired([], [])
+
+
+def test_paired_table_lists_each_comparison_with_its_interval_wins_and_verdict():
+    ahead = ftcourse.paired([0.8, 0.82, 0.81, 0.83], [0.7, 0.71, 0.72, 0.7], names=("a", "b"))
+    unclear = ftcourse.paired([0.8, 0.7], [0.75, 0.76], names=("c", "d"))
+    table = ftcourse.paired_table([ahead, unclear], title="t")
+    text = str(table)
+    assert text.splitlines()[0] == "t"
+    assert [r["comparison"] for r in table.rows] == ["a vs b", "c vs d"]
+    assert table.rows[0]["verdict"] == "ahead" and table.rows[0]["wins"] == "4 of 4"
+    assert table.rows[1]["verdict"] == "not distinguishable at 2 seeds"
+    lo, hi = ahead.interval
+    assert f"{100 * lo:+.1f} to {100 * hi:+.1f}" in text and f"{100 * ahead.mean:+.1f}" in text
+
+
+def test_sentence_and_table_take_a_scale_and_format_for_other_quantities():
+    c = paired([0.07, 0.06, 0.08], [0.21, 0.19, 0.21], names=("two-stage", "uniform"))
+    assert c.sentence(scale=1, unit=" in 1 - CKA", fmt="{:+.3f}").startswith(
+        "two-stage vs uniform: behind, -0.133 in 1 - CKA (95 % interval -0.")
+    assert ftcourse.paired_table([c], scale=1, unit="1 - CKA", fmt="{:+.3f}").rows[0]["mean (1 - CKA)"] == \
+        pytest.approx(-0.1333, abs=1e-3)

@@ -26,10 +26,11 @@ def test_unknown_or_missing_results_name_the_fix(tmp_path, monkeypatch):
 
 
 def test_every_study_ships_a_results_file_for_the_study_seeds():
-    assert tuple(studies.STUDIES) == shipped.STUDY_NAMES  # one results file per study, same names
+    assert tuple(studies.STUDIES) == shipped.STUDY_NAMES == tuple(shipped.STUDY_SEEDS)  # one file per study
     for name in shipped.STUDY_NAMES:
         got = shipped.read_results(name)
-        assert sorted(int(s) for s in got["seeds"]) == list(shipped.STUDY_SEEDS), name
+        assert shipped.seeds_of(got) == list(shipped.STUDY_SEEDS[name]), name
+        assert set(shipped.seed_codes(got)) in (set(), set(shipped.seeds_of(got))), f"{name}: code per seed"
         keys = [set(v) for v in got["seeds"].values()]
         assert all(k == keys[0] for k in keys), f"{name}: seeds measured different quantities"
 
@@ -74,3 +75,20 @@ def test_wall_seconds_and_choices_are_never_compared_with_the_shipped_file():
     fresh["near test recipe"] = seed0["near test recipe"] + 0.2
     assert shipped.differences_from_shipped("recipe", 0, fresh) == [
         f"near test recipe: {fresh['near test recipe']:.4g} vs shipped {seed0['near test recipe']:.4g}"]
+
+
+def test_by_seed_and_seed_codes_read_a_results_file():
+    results = {"seeds": {"10": {"test a": 0.5}, "2": {"test a": 0.25}}, "code": {"2": "x", "10": "y"}}
+    assert shipped.seeds_of(results) == [2, 10]
+    assert shipped.by_seed(results, "test a") == {2: 0.25, 10: 0.5}
+    assert shipped.seed_codes(results) == {2: "x", 10: "y"}
+    assert shipped.seed_codes({"seeds": {"0": {}}, "code": "z"}) == {0: "z"}  # one fingerprint for all seeds
+    assert shipped.seed_codes({"seeds": {"0": {}}}) == {}
+
+
+def test_write_results_records_a_code_fingerprint_per_seed(tmp_path):
+    path = tmp_path / "x.json"
+    shipped.write_results("adabn", {0: {"test a": 1.0}, 1: {"test a": 0.5}}, "cmd", 1.0, path=path,
+                          code={0: "aaa", 1: "bbb"})
+    got = json.loads(path.read_text())
+    assert got["code"] == {"0": "aaa", "1": "bbb"} and shipped.seed_codes(got) == {0: "aaa", 1: "bbb"}

@@ -1,16 +1,14 @@
-"""ftcourse.lab.studies: the cheap study (adabn) against its shipped numbers, and the rate choice; the expensive
-studies run in the claim tests (tests/claims)."""
-import pytest
-
+"""ftcourse.lab.studies: the rate choice and small runs of a study; every study against its shipped numbers runs in
+the claim tests (tests/claims)."""
 import ftcourse
 from ftcourse.lab import shipped, studies
 
 
-@pytest.mark.slow
-def test_the_adabn_study_matches_its_shipped_numbers_on_seed_0():
-    """The cheap study, recomputed: the shipped file was made by this code (accuracy within 3 points anywhere)."""
-    ftcourse.seed_everything(0)
-    assert not shipped.differences_from_shipped("adabn", 0, studies.adabn_study(0), acc_tol=0.03)
+def test_time_to_accuracy_reads_the_validation_curve_every_few_steps():
+    out = studies.time_to_accuracy_study(0, rates=(0.01,), steps=50, every=25)
+    assert sorted(out) == ["seconds lr 0.01", "val lr 0.01 step 25", "val lr 0.01 step 50"]
+    assert all(0 <= out[f"val lr 0.01 step {s}"] <= 1 for s in (25, 50)) and out["seconds lr 0.01"] > 0
+    assert shipped.quantity_kind("val lr 0.01 step 25") == "accuracy" and shipped.quantity_kind("seconds lr 0.01") == "seconds"
 
 
 def test_choose_rate_picks_the_best_validation_rate():
