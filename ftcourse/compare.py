@@ -122,14 +122,18 @@ class PairedComparison(TableReport):
             return BEHIND
         return f"not distinguishable at {self.n} seed{'s' if self.n != 1 else ''}"
 
+    def interval_text(self, scale: float = 100, fmt: str = "{:+.1f}") -> str:
+        """The interval as '+0.4 to +3.8' (differences times `scale`, written with `fmt`); '' with one seed."""
+        lo, hi = self.interval
+        return "" if self.n < 2 else f"{fmt.format(scale * lo)} to {fmt.format(scale * hi)}"
+
     def sentence(self, scale: float = 100, unit: str = " points", fmt: str = "{:+.1f}") -> str:
         """One line: '<a> vs <b>: ahead, +2.1 points (95 % interval +0.4 to +3.8), wins 9 of 10 seeds'.
 
         Differences are multiplied by `scale` (100: accuracies in points) and written with `fmt`.
         """
-        lo, hi = self.interval
-        where = "" if self.n < 2 else (f" ({round(100 * self.confidence)} % interval {fmt.format(scale * lo)} to "
-                                       f"{fmt.format(scale * hi)})")
+        span = self.interval_text(scale, fmt)
+        where = f" ({round(100 * self.confidence)} % interval {span})" if span else ""
         return (f"{self.name_a} vs {self.name_b}: {self.verdict}, {fmt.format(scale * self.mean)}{unit}{where}, "
                 f"wins {self.wins} of {self.n} seeds")
 
@@ -186,9 +190,8 @@ def paired_table(comparisons: Sequence[PairedComparison], title: str = "", scale
     """
     rows = []
     for c in comparisons:
-        lo, hi = c.interval
-        interval = "" if c.n < 2 else f"{fmt.format(scale * lo)} to {fmt.format(scale * hi)}"
         rows.append({"comparison": f"{c.name_a} vs {c.name_b}", f"mean ({unit})": scale * c.mean,
-                     f"{round(100 * c.confidence)} % interval": interval, "wins": f"{c.wins} of {c.n}",
+                     f"{round(100 * c.confidence)} % interval": c.interval_text(scale, fmt),
+                     "wins": f"{c.wins} of {c.n}",
                      "verdict": c.verdict})
     return Table(rows, title=title, formats={f"mean ({unit})": fmt})

@@ -129,5 +129,4 @@ def by_seed(results: dict, key: str) -> dict[int, float]:
 
 def summarise(results: dict, keys: list[str]) -> dict[str, list[float]]:
     """{quantity: [value on each seed]} for the given quantities, seeds in order (for claims.seed_table)."""
-    seeds = sorted(results["seeds"], key=int)
-    return {k: [results["seeds"][s][k] for s in seeds] for k in keys}
+    return {k: list(by_seed(results, k).values()) for k in keys}
