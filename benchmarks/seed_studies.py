@@ -1,19 +1,18 @@
 """Run the course's multi-seed studies and write data/results/<study>.json, which the lessons print as tables.
 
 Each study (ftcourse.lab.studies) measures one seed; this script runs it on its shipped seeds (0-9, or 0-2 for
-rates, recipe and surgical: `shipped.STUDY_SEEDS`) and records
-how the numbers were made (command, torch version, machine, date). The claim tests recompute the
-same numbers and compare them with these files.
+recipe and surgical: `shipped.STUDY_SEEDS`) and records how the numbers were made (command, torch version,
+machine, date). The claim tests recompute the same numbers and compare them with these files.
 
     python benchmarks/seed_studies.py [--study warm_up,rates,...] [--seeds 0,1,2 | 0-9] [--quick] [--out DIR]
     python benchmarks/seed_studies.py --study rates --seeds 0-9 --out build/studies --resume   # across sessions
 
 The file is written again after every seed, with the code fingerprint of the package that measured each
 seed (`shipped.code_fingerprint()`). --resume keeps the seeds already in the output file, names those
-written by other code, and trains only the others. --quick runs one seed of the cheapest study (adabn) into a temporary
-folder: a smoke test. Seeds 0-9 of warm_up, data_size, time_to_accuracy, bn_policy, adabn and shifted_target
-took about 2.5 CPU-hours (one torch thread per process, several processes side by side); rates, recipe and
-surgical on seeds 0-2 about 30 minutes on a quiet 2-core CPU.
+written by other code, and trains only the others. --quick runs one seed of the cheapest study (adabn, with
+8 images only) into a temporary folder: a smoke test. Costs, one torch thread per process: a fine-tune of
+200 steps takes about 30 s, so tuned_families (24 fine-tunes per seed) about 13 CPU-minutes a seed, rates
+(10 runs) about 5, group_rates about 1.5; all the ten-seed studies together about 6 CPU-hours.
 """
 from __future__ import annotations
 
@@ -44,9 +43,10 @@ def _done(path: Path, code: str) -> tuple[dict[int, dict], dict[int, str], float
     return {int(s): v for s, v in stored["seeds"].items()}, codes, float(stored.get("seconds", 0.0))
 
 
-def run(names: list[str], seeds: list[int] | None, out: Path | None, command: str, resume: bool = False) -> None:
+def run(names: list[str], seeds: list[int] | None, out: Path | None, command: str, resume: bool = False,
+        part: dict | None = None) -> None:
     """Run each study on each seed (None: the study's shipped seeds); write its results file after every seed
-    (--resume: skip the seeds it holds)."""
+    (--resume: skip the seeds it holds). `part`: keyword arguments for every study (a smaller run)."""
     code = shipped.code_fingerprint()
     for name in names:
         path = (out / f"{name}.json") if out else shipped.results_path(name)
@@ -57,7 +57,7 @@ def run(names: list[str], seeds: list[int] | None, out: Path | None, command: st
                 print(f"  {name} seed {seed}: already in {path}")
                 continue
             ftcourse.seed_everything(seed)
-            per_seed[seed], codes[seed] = studies.STUDIES[name](seed), code
+            per_seed[seed], codes[seed] = studies.STUDIES[name](seed, **(part or {})), code
             print(f"  {name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
             shipped.write_results(name, dict(sorted(per_seed.items())), command, before + time.perf_counter() - t0,
                                   path=path, code=dict(sorted(codes.items())))
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     ap.add_argument("--study", default=",".join(studies.STUDIES), help="comma-separated study names")
     ap.add_argument("--seeds", default=None, help="default: each study's shipped seeds (shipped.STUDY_SEEDS)")
     ap.add_argument("--out", type=Path, default=None, help="write here instead of data/results/")
-    ap.add_argument("--quick", action="store_true", help="adabn on seed 0 into a temporary folder")
+    ap.add_argument("--quick", action="store_true", help="adabn on seed 0, 8 images only, into a temporary folder")
     ap.add_argument("--resume", action="store_true", help="keep the seeds the output file holds from this code")
     args = ap.parse_args(argv)
     names = args.study.split(",")
@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     command = "python benchmarks/seed_studies.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            run(["adabn"], [0], Path(tmp), command)
+            run(["adabn"], [0], Path(tmp), command, part={"sizes": (8,)})
         return
     run(names, None if args.seeds is None else _seed_list(args.seeds), args.out, command.strip(), resume=args.resume)
 

@@ -1,9 +1,12 @@
 """Which seeds the claim tests train, and which part of seed 0 a lesson already trains live (the tests' scheduling).
 
-`make test` trains seed 0 (`FRESH`) and asserts every claim on the shipped seeds too; `make claims`
-sets $FTCOURSE_CLAIM_SEEDS (0-5). A lesson trains part of its study's seed 0 live and compares it with
-the shipped file in a claim cell (`IN_LESSONS`); when that notebook runs in the same pytest session, the
-claim tests train only the rest (`lesson_aware`), so nothing is trained twice for one table.
+`make test` trains parts of seed 0 (`FRESH`) and asserts every claim on the shipped seeds too; `make claims`
+sets $FTCOURSE_CLAIM_SEEDS (0-5) and trains every part. A lesson trains part of its study's seed 0 live and
+compares it with the shipped file in a claim cell (`IN_LESSONS`); when that notebook runs in the same pytest
+session, the claim tests train only the rest (`lesson_aware`), so nothing is trained twice for one table. In
+`make test` (QUICK) they train less: one more part per file, a code path no lesson runs (`QUICK_PARTS`,
+`quick_rest`), and take the rest of seed 0 from the file, which keeps `make test` inside its 15 minutes
+(training all of seed 0 took 23).
 Every claim file imports its seeds from here: `from claim_seeds import FRESH, SEEDS, SEED_IDS, ...`.
 """
 from __future__ import annotations
@@ -21,12 +24,14 @@ IN_LESSONS = {
     "warm_up": ("02_warming_up_the_head.ipynb", None),  # None: all of it
     "data_size": ("02_warming_up_the_head.ipynb", (1,)),  # images per class: scratch, probe, fine-tune at 1/class
     "rates": ("03_differential_learning_rates.ipynb", ("uniform 0.01", "np.array([1e-4,1e-3,1e-2])", "uniform 0.3",
-                                                       "slice(0.003, 0.3)", "two-stage (lp_ft 0.01)", "sweep 0.003",
-                                                       "sweep 0.03")),  # rates_study(skip=...)
+                                                       "slice(0.003, 0.3)", "two-stage (lp_ft 0.01)")),  # skip=...
     "bn_policy": ("04_batchnorm_when_fine_tuning.ipynb", (2, 32)),  # batch sizes, every policy
     "recipe": ("05_the_recipe.ipynb", {"near": ("fastai fine_tune", "recipe")}),  # task: methods
     "surgical": ("05_the_recipe.ipynb", ("inverted source",)),  # tasks, every setup
 }
+
+
+QUICK = "FTCOURSE_CLAIM_SEEDS" not in os.environ  # `make test`: parts of seed 0 (QUICK_PARTS, quick_rest)
 
 
 def checked_in_lesson(study: str, notebooks) -> tuple[bool, object]:
@@ -35,16 +40,18 @@ def checked_in_lesson(study: str, notebooks) -> tuple[bool, object]:
     return notebook in set(notebooks), part
 
 
-def lesson_aware(name: str, study, notebooks, rest):
+def lesson_aware(name: str, study, notebooks, rest, quick_rest=None):
     """`study`, except on seed 0 when the lesson that trains part of it live is among `notebooks`.
 
     Then seed 0 is `rest(seed, part, shipped)`: it trains what the lesson does not (`part` = IN_LESSONS[name][1])
     and fills in the lesson's part from the shipped seed-0 numbers, which the notebook's own claim cell
-    compares with its live run in the same session.
+    compares with its live run in the same session. In `make test` (QUICK) `quick_rest`, when given, replaces
+    `rest`: it trains a smaller part (or nothing: the lesson's live runs are then the check against the file).
     """
     in_lesson, part = checked_in_lesson(name, notebooks)
     if not in_lesson:
         return study
+    rest = quick_rest if QUICK and quick_rest is not None else rest
     shipped = read_results(name)["seeds"]["0"]
     return lambda seed: rest(seed, part, dict(shipped)) if seed == 0 else study(seed)
 
@@ -52,8 +59,7 @@ def lesson_aware(name: str, study, notebooks, rest):
 def fresh_seeds() -> tuple[int, ...]:
     """Seeds whose studies the claim tests train again: $FTCOURSE_CLAIM_SEEDS ("0,1,2,3,4,5"), else (0,).
 
-    One fresh seed keeps `make test` inside its 15 minutes; `make claims` re-runs seeds 0-5 (0-2 shipped,
-    3-5 never used while writing the lessons).
+    `make claims` re-runs seeds 0-5 (3-5 of recipe and surgical never used while writing the lessons).
     """
     value = os.environ.get("FTCOURSE_CLAIM_SEEDS", "0")
     try:
@@ -108,10 +114,35 @@ SHIPPED_AND_FRESH = {name: [s for s in seeds if s in FRESH] for name, seeds in S
 # with the file: a fresh run of a shipped seed
 
 
+# What `make test` ($FTCOURSE_CLAIM_SEEDS unset: seed 0 fresh) trains of seed 0 in the studies no lesson trains
+# live: the study's keyword arguments for one part of it (about a quarter of its cost); the rest of seed 0 is the
+# shipped file's. The part is compared with the file as a whole seed is, so code that no longer reproduces the
+# file still fails `make test`; `make claims` trains every part of every fresh seed.
+QUICK_PARTS = {"time_to_accuracy": {"rates": (0.01,)}, "shifted_target": {"kinds": ("contrast",)},
+               "adabn": {"sizes": (32,)}, "tuned_families": {"families": ("head 10x",), "grid": (0.03,)},
+               "group_rates": {"setups": ("group 1 at 1e-3",)}}
+
+
+def quick(name: str, study):
+    """`study`, except on seed 0 in `make test`: the part QUICK_PARTS[name] trained, the rest of seed 0 as shipped
+    (choices, such as a chosen rate, made again over the whole seed)."""
+    if not QUICK or name not in QUICK_PARTS:
+        return study
+    from ftcourse.lab.studies import choose_tops
+    finish = {"tuned_families": choose_tops}.get(name, dict)
+
+    def run(seed: int) -> dict[str, float]:
+        if seed != 0:
+            return study(seed)
+        return finish(read_results(name)["seeds"]["0"] | study(seed, **QUICK_PARTS[name]))
+    return run
+
+
 def study_results(name: str) -> dict[int, dict[str, float]]:
-    """{seed: numbers} of a whole study (`ftcourse.lab.studies.STUDIES[name]`): FRESH seeds trained, the rest shipped."""
+    """{seed: numbers} of a whole study (`ftcourse.lab.studies.STUDIES[name]`): FRESH seeds trained (`quick`), the
+    rest shipped."""
     from ftcourse.lab.studies import STUDIES
-    return results_per_seed(name, STUDIES[name], SEEDS_OF[name], FRESH)
+    return results_per_seed(name, quick(name, STUDIES[name]), SEEDS_OF[name], FRESH)
 
 
 def verdict(per_seed: dict[int, dict[str, float]], a: str, b: str) -> str:

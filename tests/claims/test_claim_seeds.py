@@ -42,7 +42,7 @@ def test_results_per_seed_trains_the_fresh_seeds_and_reads_the_others():
     assert trained == [0, 4] and out[0] == {"fresh": 0.0} and out[4] == {"fresh": 4.0}
     assert out[1] == stored["1"] and out[2] == stored["2"]
     with pytest.raises(ValueError, match="add it to FTCOURSE_CLAIM_SEEDS"):
-        claim_seeds.results_per_seed("rates", study, [7], fresh=(0,))
+        claim_seeds.results_per_seed("rates", study, [12], fresh=(0,))
 
 
 def test_lesson_aware_trains_only_the_rest_of_seed_0_when_its_lesson_runs_in_the_session():
@@ -62,6 +62,42 @@ def test_lesson_aware_trains_only_the_rest_of_seed_0_when_its_lesson_runs_in_the
     shipped0 = shipped.read_results("bn_policy")["seeds"]["0"]
     assert aware(0) == shipped0 | {"rest": 2.0} and aware(3) == {"whole": 1.0}
     assert calls == [("rest", 0, (2, 32)), ("whole", 3)]
+
+
+def test_quick_trains_a_part_of_seed_0_in_make_test_and_every_part_in_make_claims(monkeypatch):
+    calls = []
+
+    def study(seed, **part):
+        calls.append((seed, part))
+        return {"val clean no adaptation": -1.0}
+
+    monkeypatch.setattr(claim_seeds, "QUICK", True)
+    run = claim_seeds.quick("adabn", study)
+    shipped0 = shipped.read_results("adabn")["seeds"]["0"]
+    assert run(0) == shipped0 | {"val clean no adaptation": -1.0} and run(2) == {"val clean no adaptation": -1.0}
+    assert calls == [(0, {"sizes": (32,)}), (2, {})]
+    assert claim_seeds.quick("warm_up", study) is study  # no part: trained whole
+    monkeypatch.setattr(claim_seeds, "QUICK", False)
+    assert claim_seeds.quick("adabn", study) is study
+
+
+def test_quick_makes_the_choices_again_over_the_whole_seed(monkeypatch):
+    monkeypatch.setattr(claim_seeds, "QUICK", True)
+    shipped0 = shipped.read_results("tuned_families")["seeds"]["0"]
+    run = claim_seeds.quick("tuned_families", lambda seed, **part: {"val head 10x top 0.03": 1.0,
+                                                                     "chosen top head 10x": 0.03})
+    out = run(0)
+    assert out["chosen top head 10x"] == 0.03 and out["val at the chosen rate head 10x"] == 1.0
+    assert out["chosen top uniform"] == shipped0["chosen top uniform"]  # a family not retrained: as shipped
+
+
+def test_every_quick_part_is_a_part_of_its_study():
+    import inspect
+    from ftcourse.lab.studies import STUDIES
+    for name, part in claim_seeds.QUICK_PARTS.items():
+        defaults = inspect.signature(STUDIES[name]).parameters
+        for arg, values in part.items():
+            assert set(values) < set(defaults[arg].default), (name, arg)  # a proper part, never the whole
 
 
 def _compared_studies(notebook: Path) -> set[str]:

@@ -25,10 +25,12 @@ def warm(notebooks_in_session):
 
 @pytest.fixture(scope="module")
 def sizes(notebooks_in_session):
-    """Per seed, data_size_study at 1 and 250 per class; lesson 02 trains seed 0's 1/class runs when it runs here."""
+    """Per seed, data_size_study at 1 and 250 per class; lesson 02 trains seed 0's 1/class runs when it runs here
+    (then `make test` trains no more of it: tests/claims/test_transfer_claims.py trains seed 0 at 10 per class)."""
     study = lesson_aware(
         "data_size", lambda seed: studies.data_size_study(seed, sizes=(1, 250)), notebooks_in_session,
-        lambda seed, part, done: done | studies.data_size_study(seed, sizes=tuple(n for n in (1, 250) if n not in part)))
+        lambda seed, part, done: done | studies.data_size_study(seed, sizes=tuple(n for n in (1, 250) if n not in part)),
+        quick_rest=lambda seed, part, done: done)
     sized = results_per_seed("data_size", study, SEEDS_OF["data_size"], FRESH)
     stored = shipped.read_results("data_size")["seeds"]
     return {s: (stored[str(s)] | r if str(s) in stored else r) for s, r in sized.items()}  # 10, 50: as shipped

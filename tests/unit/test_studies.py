@@ -1,5 +1,7 @@
 """ftcourse.lab.studies: the rate choice and small runs of a study; every study against its shipped numbers runs in
 the claim tests (tests/claims)."""
+import pytest
+
 import ftcourse
 from ftcourse.lab import shipped, studies
 
@@ -11,11 +13,21 @@ def test_time_to_accuracy_reads_the_validation_curve_every_few_steps():
     assert shipped.quantity_kind("val lr 0.01 step 25") == "accuracy" and shipped.quantity_kind("seconds lr 0.01") == "seconds"
 
 
-def test_choose_rate_picks_the_best_validation_rate():
-    numbers = {f"val sweep {lr:g}": 0.5 for lr in studies.RATE_SWEEP} | {f"test sweep {lr:g}": lr for lr in studies.RATE_SWEEP}
-    numbers["val sweep 0.03"] = 0.9
-    chosen = studies.choose_rate(numbers)
-    assert chosen["chosen rate"] == 0.03 and chosen["test at the chosen rate"] == 0.03 and "chosen rate" not in numbers
+def test_choose_tops_picks_each_familys_best_validation_rate_and_the_lower_of_equals():
+    numbers = {f"{split} {f} top {r:g}": 0.5 for f in studies.FAMILIES for r in studies.TUNE_GRID
+               for split in ("val", "test")}
+    numbers |= {"val slice top 0.1": 0.9, "test slice top 0.1": 0.7, "val uniform top 0.01": 0.6,
+                "val uniform top 0.03": 0.6}
+    chosen = studies.choose_tops(numbers)
+    assert chosen["chosen top slice"] == 0.1 and chosen["test at the chosen rate slice"] == 0.7
+    assert chosen["val at the chosen rate slice"] == 0.9 and chosen["chosen top uniform"] == 0.01
+    assert chosen["chosen top two-stage"] == studies.TUNE_GRID[0] and "chosen top slice" not in numbers
+
+
+def test_every_family_spends_the_same_grid_and_tops_it_at_the_grid_rate():
+    for family, lr in studies.FAMILIES.items():
+        for r in studies.TUNE_GRID:
+            assert max(ftcourse.lrs_for(lr(r), 3)) == pytest.approx(r), family  # the head's rate is the top rate
 
 
 def test_fastai_epochs_make_about_200_steps():
