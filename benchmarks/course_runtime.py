@@ -39,6 +39,11 @@ def run_lesson(path: Path, timeout: int) -> tuple[float, str | None]:
     return time.perf_counter() - t0, None
 
 
+def lesson_paths(notebooks: list[Path], quick: bool) -> list[Path]:
+    """The notebooks given, or every lesson (only lesson 00 with `quick`)."""
+    return notebooks or sorted((ROOT / "lessons").glob("00_*.ipynb" if quick else "*.ipynb"))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", type=Path, help="default: every lessons/*.ipynb")
@@ -46,7 +51,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--timeout", type=int, default=600, help="seconds a single cell may run before it is stopped")
     args = ap.parse_args(argv)
-    paths = args.notebooks or sorted((ROOT / "lessons").glob("00_*.ipynb" if args.quick else "*.ipynb"))
+    paths = lesson_paths(args.notebooks, args.quick)
     if not paths:
         raise SystemExit("no lessons found under lessons/")
     os.environ["FTCOURSE_DEVICE"] = args.device  # inherited by the kernels

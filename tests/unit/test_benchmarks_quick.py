@@ -76,13 +76,31 @@ def test_fold_bn_quick_prints_ratio_and_difference():
     assert "resnet50" not in text
 
 
-def test_course_runtime_quick_runs_lesson_00_only():
-    text = _run("course_runtime.py")
+def test_course_runtime_times_each_notebook_and_reports_a_failing_one(tmp_path):
+    """Two small notebooks instead of lessons (nbval runs the lessons): rows, the budget line, an ERROR row."""
+    import nbformat
+    for name, source in (("a_ok.ipynb", "x = sum(range(10))"), ("b_fails.ipynb", "raise RuntimeError('broken cell')")):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), tmp_path / name)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "course_runtime.py"),
+                          str(tmp_path / "a_ok.ipynb"), str(tmp_path / "b_fails.ipynb")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "1 lesson(s) failed to run" in out.stderr
+    text = out.stdout
     assert re.search(r"^lesson\s+seconds\s+status$", text, re.M)
-    rows = re.findall(r"^(\S+\.ipynb)\s+\d+\.\d\s+(OK|OVER)$", text, re.M)
-    assert [name for name, _ in rows] == [p.name for p in sorted((ROOT / "lessons").glob("00_*.ipynb"))] != []
+    assert re.search(r"^a_ok\.ipynb\s+\d+\.\d\s+OK$", text, re.M)
+    assert re.search(r"^b_fails\.ipynb\s+\d+\.\d\s+ERROR: .*broken cell", text, re.M)
     assert re.search(r"^total\s+\d+\.\d\s+(OK|OVER)$", text, re.M)
     assert "budget 120 s per lesson, 10 min in all" in text
+
+
+def test_course_runtime_quick_selects_lesson_00_only():
+    spec = importlib.util.spec_from_file_location("course_runtime", ROOT / "benchmarks" / "course_runtime.py")
+    course_runtime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(course_runtime)
+    lessons = sorted((ROOT / "lessons").glob("*.ipynb"))
+    assert [p.name for p in course_runtime.lesson_paths([], quick=True)] == [lessons[0].name] == ["00_welcome_and_setup.ipynb"]
+    assert course_runtime.lesson_paths([], quick=False) == lessons and len(lessons) == 7
+    assert course_runtime.lesson_paths([Path("x.ipynb")], quick=True) == [Path("x.ipynb")]
 
 
 def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():

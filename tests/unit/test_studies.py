@@ -33,3 +33,8 @@ def test_every_family_spends_the_same_grid_and_tops_it_at_the_grid_rate():
 def test_fastai_epochs_make_about_200_steps():
     assert studies.fastai_epochs(ftcourse.target_task(shots=10)) == 199  # 50 images: 1 step per epoch
     assert studies.fastai_epochs(ftcourse.near_task(shots=10)) == 66  # 100 images: 3 steps per epoch, 67 * 3 = 201
+
+
+def test_shifted_target_names_an_unknown_bn_policy_and_its_choices():
+    with pytest.raises(ValueError, match="unknown BN policies \\['frozen'\\]; choose from \\['batch statistics'"):
+        studies.shifted_target_study(0, policies=("frozen",))
