@@ -15,13 +15,13 @@ never the reverse.
 from . import (audit, autopilot, bn, compare, cost, data, distributed, explore, fastai_style, features,  # noqa: F401
                files, grads, groups, models, optim, recipes, runtime, tables, train)
 from .audit import freeze_audit
-from .autopilot import run_recipe
+from .autopilot import RecipeConfig, run_recipe
 from .bn import (BNAffine, adabn, bn_modules, bn_report, bn_to_affine, fold_bn, fold_conv_bn, freeze_bn_stats,
                  unfreeze_bn_stats)
 from .compare import paired, paired_table
 from .cost import backward_graph_size, forward_ms, step_cost, time_steps
-from .data import (IMAGENET_MEAN, IMAGENET_STD, Task, denormalize, far_task, folder_task, image_folder, make_loader,
-                   near_task, normalize, shifted_source_task, shifted_test_set, source_task, target_task)
+from .data import (IMAGENET_MEAN, IMAGENET_STD, RandomShift, Task, denormalize, far_task, folder_task, image_folder,
+                   make_loader, near_task, normalize, shifted_source_task, shifted_test_set, source_task, target_task)
 from .fastai_style import fastai_fine_tune
 from .features import feature_drift, linear_cka, representation_change
 from .grads import GradientRecorder, body_gradient, snapshot, update_ratios
@@ -41,6 +41,7 @@ __all__ = [
     # data: the course's tasks, your own images, loaders
     "Task", "target_task", "near_task", "far_task", "source_task", "shifted_source_task", "folder_task",
     "image_folder", "make_loader", "normalize", "denormalize", "shifted_test_set", "IMAGENET_MEAN", "IMAGENET_STD",
+    "RandomShift",
     # models: the pretrained backbone, torchvision's, heads, checkpoints
     "course_backbone", "load_pretrained", "fresh_model", "torchvision_backbone", "find_head", "replace_head",
     "split_head", "save_checkpoint", "load_checkpoint",
@@ -59,7 +60,7 @@ __all__ = [
     "fit", "evaluate", "predict", "precompute_features", "paired", "paired_table",
     # recipes: the baselines, fastai's one call, the course's decisions in one call
     "DEFAULTS", "train_from_scratch", "linear_probe", "fine_tune", "lp_ft", "gradual_unfreeze", "surgical_fine_tune",
-    "fastai_fine_tune", "run_recipe",
+    "fastai_fine_tune", "run_recipe", "RecipeConfig",
 ]
 
 __version__ = "0.1.0"

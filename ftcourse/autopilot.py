@@ -17,7 +17,8 @@ import copy
 import numbers
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import partial
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader
 from .audit import freeze_audit
 from .bn import adabn, bn_modules, fold_bn, freeze_bn_stats
 from .cost import forward_ms
-from .data import Task, make_loader
+from .data import RandomShift, Task, make_loader
 from .groups import freeze_to, layer_groups
 from .inputs import require_int
 from .models import find_head, load_pretrained, replace_head
@@ -34,16 +35,66 @@ from .optim import make_optimizer, param_groups
 from .recipes import DEFAULTS
 from .runtime import get_device, seed_everything
 from .tables import Table, TableReport
-from .train import evaluate, fit, precompute_features
+from .train import evaluate, fit, precompute_features, predict
 
-__all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "SMALL_BATCH", "RecipeReport", "bn_gap",
-           "run_recipe"]
+__all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "SMALL_BATCH", "RecipeConfig", "RecipeReport",
+           "bn_gap", "run_recipe"]
 
 ADABN_THRESHOLD = 0.04  # bn_gap on validation images between clean targets and shifted ones (the BatchNorm lesson)
 RATE_CANDIDATES = (0.01, 0.03, 0.1)  # one rate for all layers, SGD scale, around the learning-rate lesson's sweep
 CHOICE_FRACTION = 0.1  # each candidate's short run has this share of `steps`; the final run gets the rest but one
 SMALL_BATCH = 2  # below this, batch statistics are impossible (1 value per channel): BN statistics are frozen;
 # from it up, plain BN (batch statistics), the BatchNorm lesson's policy
+
+
+ADAMW_WEIGHT_DECAY = 0.01  # decoupled (AdamW, fastai's default); SGD keeps the course's coupled 5e-4
+RATE_RULES = ("largest within 1 SE", "smallest within 1 SE, paired", "best")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The recipe's settings that are not measured per task (its defaults are run_recipe's); an ablation changes one.
+
+    optimizer: "sgd" (momentum 0.9, weight decay 5e-4) or "adamw" (weight decay 0.01, decoupled; its rates are
+    about 30x lower than SGD's: pass `rates` to run_recipe). schedule: "onecycle", "cosine" or "constant".
+    augment: RandomShift's largest shift in pixels for every training batch (0: none). label_smoothing: of the
+    cross-entropy. ema: decay of an exponential moving average of the weights and BN buffers, which replaces the
+    weights at the end (None: none). l2sp: alpha of L2-SP, a pull of the body toward its pretrained weights (0:
+    none). rate_rule: how the short runs choose the rate: the largest candidate within one standard error of the best
+    validation accuracy (the binomial SE of one accuracy), the smallest within one SE of the paired per-image
+    difference from the best, or the best. probe_fraction: each short run's share of `steps`. bn_policy: "auto"
+    (frozen statistics only below SMALL_BATCH) or "frozen statistics".
+    """
+
+    optimizer: str = "sgd"
+    schedule: str = "onecycle"
+    augment: int = 0
+    label_smoothing: float = 0.0
+    ema: float | None = None
+    l2sp: float = 0.0
+    rate_rule: str = "largest within 1 SE"
+    probe_fraction: float = CHOICE_FRACTION
+    bn_policy: str = "auto"
+
+    def __post_init__(self):
+        choices = {"optimizer": ("sgd", "adamw"), "schedule": ("onecycle", "cosine", "constant"),
+                   "rate_rule": RATE_RULES, "bn_policy": ("auto", "frozen statistics")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"RecipeConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        require_int("augment", self.augment, low=0, hint="pixels of RandomShift, e.g. 4; 0 for none")
+        for name, low, high in (("label_smoothing", 0.0, 1.0), ("l2sp", 0.0, float("inf")),
+                                ("probe_fraction", 0.0, 0.5)):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not low <= value < high:
+                raise ValueError(f"RecipeConfig.{name} must be a number in [{low}, {high}), got {value!r}")
+        if self.ema is not None and not (isinstance(self.ema, numbers.Real) and 0 < self.ema < 1):
+            raise ValueError(f"RecipeConfig.ema must be None or a decay in (0, 1), e.g. 0.98, got {self.ema!r}")
+
+    def changes(self) -> str:
+        """The fields that differ from the defaults, as text ("defaults" if none)."""
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
+        return ", ".join(changed) or "defaults"
 
 
 def bn_gap(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> float:
@@ -66,6 +117,7 @@ class RecipeReport(TableReport):
     """
 
     rows: list[dict] = field(default_factory=list)
+    config: RecipeConfig = field(default_factory=RecipeConfig)
     adabn_applied: bool = False
     bn_gap_before: float = float("nan")
     bn_gap_after: float = float("nan")
@@ -143,9 +195,40 @@ def _train_loader(task: Task, batch_size: int, seed: int) -> DataLoader:
                        drop_last=n > batch_size and n % batch_size == 1)
 
 
-def _optimizer(groups, lr) -> torch.optim.Optimizer:
-    """SGD with momentum over every group at rate `lr`, the course's weight decay."""
+def _optimizer(groups, lr, kind: str = "sgd") -> torch.optim.Optimizer:
+    """SGD with momentum and the course's weight decay, or AdamW with decoupled decay, over every group at `lr`."""
+    if kind == "adamw":
+        return torch.optim.AdamW(param_groups(groups, lr, weight_decay=ADAMW_WEIGHT_DECAY), lr=lr)
     return make_optimizer(param_groups(groups, lr, weight_decay=DEFAULTS.weight_decay))
+
+
+def _train(run: "_Run", model: nn.Module, groups: list, lr: float, steps: int, train: DataLoader,
+           progress: bool = False) -> None:
+    """`steps` steps of `model` at `lr` with the run's RecipeConfig: optimizer, schedule, augmentation, label
+    smoothing, L2-SP, weight averaging. Used by the short rate runs and the final run alike."""
+    cfg = run.config
+    opt = _optimizer(groups, lr, cfg.optimizer)
+    if cfg.l2sp:
+        head = set(map(id, find_head(model)[1].parameters()))
+        anchors = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad and id(p) not in head]
+
+        def pull(optimizer, args, kwargs):  # the gradient of alpha/2 * ||w - w0||^2
+            for p, p0 in anchors:
+                if p.grad is not None:
+                    p.grad.add_(p.detach() - p0, alpha=cfg.l2sp)
+        opt.register_step_pre_hook(pull)
+    average = None
+    if cfg.ema is not None:
+        average = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    loss_fn = (partial(nn.functional.cross_entropy, label_smoothing=cfg.label_smoothing) if cfg.label_smoothing
+               else nn.functional.cross_entropy)
+    fit(model, train, steps=steps, optimizer=opt, schedule=None if cfg.schedule == "constant" else cfg.schedule,
+        augment=RandomShift(cfg.augment, seed=run.seed) if cfg.augment else None, loss_fn=loss_fn,
+        on_step=(lambda step: average.update_parameters(model)) if average is not None else None,
+        device=run.device, progress=progress)
+    if average is not None:
+        model.load_state_dict(average.module.state_dict())
 
 
 @dataclass(frozen=True)
@@ -160,6 +243,7 @@ class _Run:
     steps: int
     batch_size: int
     rates: tuple
+    config: RecipeConfig = RecipeConfig()
 
     @property
     def val(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +286,11 @@ def _bn_policy(run: _Run) -> list:
     report, b = run.report, run.batch_size
     with report.step("3 BN policy") as row:
         groups = freeze_to(run.model, 0)  # everything trainable, BN pins removed
-        if b < SMALL_BATCH:
+        if run.config.bn_policy == "frozen statistics":
+            freeze_bn_stats(run.model)
+            report.bn_policy = "frozen statistics"
+            rule = "RecipeConfig.bn_policy"
+        elif b < SMALL_BATCH:
             freeze_bn_stats(run.model)
             report.bn_policy = "frozen statistics"
             rule = f"batch {b} < SMALL_BATCH {SMALL_BATCH}: one value per channel, no batch statistics"
@@ -219,7 +307,8 @@ def _freeze_audit(run: _Run, groups: list) -> DataLoader:
     with report.step("4 freeze audit") as row:
         # the audit's batch draws one permutation from this loader's generator; the final run's epochs come after it
         train = _train_loader(run.task, run.batch_size, run.seed)
-        audit = freeze_audit(run.model.train(), _optimizer(groups, run.rates[0]), next(iter(train)), groups=groups)
+        audit = freeze_audit(run.model.train(), _optimizer(groups, run.rates[0], run.config.optimizer),
+                             next(iter(train)), groups=groups)
         report.trainable_groups = sum(r["moved"] == r["tensors"] > 0 for r in audit.rows)
         moved = ", ".join(f"{r['moved']}/{r['tensors']}" for r in audit.rows)
         bn_moved = sum(r["bn_stats_moved"] for r in audit.rows), sum(r["bn_layers"] for r in audit.rows)
@@ -230,33 +319,52 @@ def _freeze_audit(run: _Run, groups: list) -> DataLoader:
 
 
 def _learning_rate(run: _Run, final_steps: int | None) -> None:
-    """5. A short run from the warmed-up model at each candidate rate; the largest within 1 SE of the best wins."""
-    report, rates = run.report, run.rates
+    """5. A short run from the warmed-up model at each candidate rate, judged on validation (RecipeConfig.rate_rule)."""
+    report, rates, rule = run.report, run.rates, run.config.rate_rule
     with report.step("5 learning rate") as row:
-        short = report.steps_per_candidate = max(1, int(run.steps * CHOICE_FRACTION))
+        if len(rates) == 1:  # nothing to choose: no short runs, the final run gets every step
+            report.chosen_lr, report.final_steps = rates[0], run.steps if final_steps is None else int(final_steps)
+            row["decision"] = f"{report.chosen_lr:g} for every group (the only candidate)"
+            row["measurement"] = "no short runs"
+            return
+        short = report.steps_per_candidate = max(1, int(run.steps * run.config.probe_fraction))
         report.final_steps = max(1, run.steps - short * (len(rates) + 1)) if final_steps is None else int(final_steps)
+        right = {}  # candidate rate -> which validation images its short run classifies correctly
         for lr in rates:
             trial = copy.deepcopy(run.model)
-            fit(trial, _train_loader(run.task, run.batch_size, run.seed), steps=short, device=run.device,
-                optimizer=_optimizer(layer_groups(trial), lr), progress=False)
-            report.rate_scores[lr] = evaluate(trial, run.val, device=run.device)
-        best = max(report.rate_scores.values())
-        se = (best * (1 - best) / len(run.task.y_val)) ** 0.5  # standard error of the best validation accuracy
-        report.chosen_lr = max(lr for lr, acc in report.rate_scores.items() if acc >= best - se)
+            _train(run, trial, layer_groups(trial), lr, short, _train_loader(run.task, run.batch_size, run.seed))
+            logits, labels = predict(trial, run.val, device=run.device)
+            right[lr] = (logits.argmax(1) == labels).float()
+            report.rate_scores[lr] = right[lr].mean().item()
+        best_lr = max(rates, key=lambda lr: report.rate_scores[lr])  # the first of equals
+        best = report.rate_scores[best_lr]
+        if rule == "largest within 1 SE":
+            se = (best * (1 - best) / len(run.task.y_val)) ** 0.5  # standard error of the best validation accuracy
+            report.chosen_lr = max(lr for lr, acc in report.rate_scores.items() if acc >= best - se)
+            how = f"SE {se:.3f}"
+        elif rule == "smallest within 1 SE, paired":
+            def within(lr):  # the paired difference from the best, per validation image: mean >= -(its SE)
+                d = right[lr] - right[best_lr]
+                return d.mean().item() >= -(d.std().item() / len(d) ** 0.5 if len(d) > 1 else 0.0)
+            report.chosen_lr = min(lr for lr in rates if within(lr))
+            how = "paired per-image differences"
+        else:
+            report.chosen_lr, how = best_lr, "highest accuracy"
         scores = ", ".join(f"{lr:g}: {a:.3f}" for lr, a in report.rate_scores.items())
-        row["decision"] = f"{report.chosen_lr:g} for every group (largest within 1 SE of the best)"
-        row["measurement"] = f"val accuracy after {short} steps: {scores}; SE {se:.3f}"
+        row["decision"] = f"{report.chosen_lr:g} for every group ({rule})"
+        row["measurement"] = f"val accuracy after {short} steps: {scores}; {how}"
 
 
 def _fine_tune(run: _Run, groups: list, train: DataLoader, progress: bool) -> None:
-    """6. Every group for the final steps at the chosen rate (one-cycle SGD); then validation, then test, once."""
+    """6. Every group for the final steps at the chosen rate (one-cycle SGD unless RecipeConfig says otherwise);
+    then validation, then test, once."""
     report, task = run.report, run.task
     with report.step("6 fine-tune") as row:
-        fit(run.model, train, steps=report.final_steps, optimizer=_optimizer(groups, report.chosen_lr),
-            device=run.device, progress=progress)
+        _train(run, run.model, groups, report.chosen_lr, report.final_steps, train, progress)
         report.val_accuracy = evaluate(run.model, run.val, device=run.device)
         report.test_accuracy = evaluate(run.model, (task.x_test, task.y_test), device=run.device)
-        row["decision"] = f"all groups, {report.final_steps} steps at {report.chosen_lr:g}"
+        row["decision"] = f"all groups, {report.final_steps} steps at {report.chosen_lr:g}" + (
+            f"; {run.config.changes()}" if run.config != RecipeConfig() else "")
         row["measurement"] = f"val {report.val_accuracy:.3f}, test {report.test_accuracy:.3f}"
 
 
@@ -280,7 +388,7 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
                batch_size: int = DEFAULTS.batch_size,
                rates=RATE_CANDIDATES, device=None, progress: bool = False, fold: bool = True,
                adabn_policy: bool | None = None, final_steps: int | None = None,
-               head_steps: int | None = None) -> tuple[nn.Module, RecipeReport]:
+               head_steps: int | None = None, config: RecipeConfig | None = None) -> tuple[nn.Module, RecipeReport]:
     """Fine-tune a pretrained CNN on `task` with every decision of the course measured; returns (model, report).
 
     model: default ftcourse.load_pretrained(); any torchvision CNN with a Linear head and known layer groups
@@ -291,13 +399,17 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     (steps minus one more short run, the cost of the measurements). The test set is evaluated once, at the end.
     Ablations: `adabn_policy` True/False forces AdaBN on/off (None: decided by the BN gap); `final_steps`
     sets the final run's length (None: what the budget leaves); `head_steps` the warm-up's length (None:
-    `steps`; 0: no warm-up, the new head starts random).
+    `steps`; 0: no warm-up, the new head starts random). `config`: the settings no measurement decides
+    (optimizer, schedule, augmentation, ...; RecipeConfig's defaults when None).
     """
     _check(task, model, steps, batch_size, rates)
+    config = RecipeConfig() if config is None else config
+    if not isinstance(config, RecipeConfig):
+        raise TypeError(f"config must be a RecipeConfig, e.g. RecipeConfig(augment=4), got {type(config).__name__}")
     device = get_device(device)
     seed_everything(seed)
     model = (load_pretrained() if model is None else model).to(device)
-    run = _Run(task, model, RecipeReport(), device, seed, steps, batch_size, rates)
+    run = _Run(task, model, RecipeReport(config=config), device, seed, steps, batch_size, tuple(rates), config)
     _bn_statistics(run, adabn_policy)
     _head_warm_up(run, steps if head_steps is None else int(head_steps))
     groups = _bn_policy(run)

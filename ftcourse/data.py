@@ -533,3 +533,32 @@ def far_task(shots: int | None = None, seed: int = 0, norm="source") -> Task:
 
 
 __all__ += ["near_task", "far_task", "NEAR_CLASSES", "FAR_CLASSES", "shifted_source_task", "SOURCE_VAL", "folder_task"]
+
+
+class RandomShift:
+    """Label-preserving augmentation: each image of a batch moved by a random whole number of pixels, up to
+    `max_shift` in each direction (edges repeated), from its own seeded generator (the same seed, the same shifts).
+
+    `fit(..., augment=RandomShift(4, seed=0))`. No flips: a flipped digit is another digit, or none.
+    """
+
+    def __init__(self, max_shift: int = 4, seed: int = 0):
+        self.max_shift = require_int("max_shift", max_shift, low=0, hint="pixels, e.g. 4 for 32x32 images")
+        self.generator = torch.Generator().manual_seed(require_int("seed", seed, low=0))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"RandomShift takes a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
+        m = self.max_shift
+        if m == 0:
+            return x
+        padded = torch.nn.functional.pad(x, (m, m, m, m), mode="replicate")
+        dy, dx = torch.randint(0, 2 * m + 1, (2, len(x)), generator=self.generator).tolist()
+        h, w = x.shape[-2:]
+        return torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(zip(dy, dx))])
+
+    def __repr__(self) -> str:
+        return f"RandomShift(max_shift={self.max_shift})"
+
+
+__all__ += ["RandomShift"]

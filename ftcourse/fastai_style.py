@@ -82,7 +82,7 @@ def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float
                      lr_mult: float = 100, pct_start: float = 0.3, div: float = 5.0,
                      batch_size: int = DEFAULTS.batch_size,
                      model: nn.Module | None = None, progress: bool = False, device=None, *, wd: float = 0.01,
-                     train_bn: bool = True, opt: str = "adam") -> tuple[nn.Module, float]:
+                     train_bn: bool = True, opt: str = "adam", augment=None) -> tuple[nn.Module, float]:
     """fastai 2.8's `Learner.fine_tune(epochs, base_lr, ...)` with plain PyTorch; returns (model, test accuracy).
 
     Three layer groups (fastai's resnet split, `layer_groups(model, FASTAI_GROUPS)`). Phase 1: body frozen except
@@ -94,7 +94,8 @@ def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float
     batch 32 -> 7, so the default 1 + 28 epochs make 203 steps. Not reproduced: vision_learner's own
     head (the model's head is kept) and fastai's shuffling RNG. benchmarks/fastai_schedule_check.py
     compares with real fastai. Ablations (not fastai): wd, train_bn=False (a true freeze in phase 1),
-    opt="sgd", freeze_epochs=0 (no phase 1; base_lr is halved all the same).
+    opt="sgd", freeze_epochs=0 (no phase 1; base_lr is halved all the same). augment(x) changes every
+    training batch of both phases (e.g. ftcourse.RandomShift(4, seed)), as fastai's batch transforms do.
     """
     if len(task.y_train) < batch_size:
         raise ValueError(f"{len(task.y_train)} training images and batch_size={batch_size}: fastai drops the last "
@@ -114,7 +115,7 @@ def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float
             steps = n_epochs * len(train)
             optimizer, schedule = fastai_phase(model, groups, lr, steps, pct, div_, wd=wd, opt=opt)
             fit(model, train, steps=steps, optimizer=optimizer, schedule=None, on_step=schedule, progress=progress,
-                device=device)
+                device=device, augment=augment)
     return model, evaluate(model, (task.x_test, task.y_test), device=device)
 
 

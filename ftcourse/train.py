@@ -74,12 +74,14 @@ def fit(model: nn.Module, train: DataLoader, epochs: int | None = None, optimize
     With `steps` the loader is cycled and the last pass may stop early (History keeps one entry per
     pass). optimizer: any torch optimizer (e.g. built from ftcourse.param_groups); default
     SGD(momentum=0.9) over the trainable parameters. schedule="onecycle" uses each group's lr as its
-    peak over the whole run. on_step(step) is called after every optimizer step (a GradientRecorder works).
+    peak over the whole run; "cosine" starts at it and decays to 0 (no warm-up); None keeps it constant.
+    augment(x) changes each training batch (e.g. ftcourse.RandomShift). on_step(step) is called after
+    every optimizer step (a GradientRecorder works).
     """
     from tqdm.auto import tqdm
 
-    if schedule not in ("onecycle", None):
-        raise ValueError(f"schedule must be 'onecycle' or None, got {schedule!r}")
+    if schedule not in ("onecycle", "cosine", None):
+        raise ValueError(f"schedule must be 'onecycle', 'cosine' or None (constant), got {schedule!r}")
     epochs, total = _total_steps(train, epochs, steps)
     device = get_device(device)
     model.to(device)
@@ -87,6 +89,8 @@ def fit(model: nn.Module, train: DataLoader, epochs: int | None = None, optimize
     sched = None
     if schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total)
+    elif schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     hist, step = History(), 0
     bar = tqdm(total=total, desc="steps", unit="step", disable=not progress, leave=True)
     for _ in range(epochs):

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..autopilot import run_recipe
+from ..autopilot import RecipeConfig, run_recipe
 from ..bn import adabn, bn_to_affine, freeze_bn_stats
-from ..data import Task, far_task, make_loader, near_task, shifted_source_task, target_task
+from ..data import RandomShift, Task, far_task, make_loader, near_task, shifted_source_task, target_task
 from ..fastai_style import fastai_fine_tune
 from ..features import representation_change
 from ..grads import body_gradient, snapshot, update_ratios
@@ -38,7 +38,8 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "adabn_study", "SHIFTED_TARGETS", "SHIFTED_BATCH", "shifted_target_study",
            "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
            "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
-           "surgical_study", "STUDIES"]
+           "surgical_study", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
+           "ADAMW_RATES", "recipe_ablation_study", "IN_PROGRESS"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
 BN_BATCH_SIZES = (2, 4, 8, 32)
@@ -378,6 +379,73 @@ def recipe_study(seed: int, tasks=tuple(RECIPE_TASKS), methods=RECIPE_METHODS, s
     return out
 
 
+# ---------------------------------------------------------------- the recipe's decisions, one at a time (issue: recipe)
+ABLATION_TASKS = ("digits", "near", "far")
+ABLATION_SHOTS = (10, 50)  # images per class; every task's pool holds 50
+ADAMW_RATES = (3e-4, 1e-3, 3e-3)  # AdamW's candidates: about 30x below SGD's (fastai's base_lr 2e-3 sits inside)
+# Each arm: run_recipe's keyword arguments, changed from today's recipe (the first arm) in one decision only.
+ABLATION_ARMS = {
+    "recipe": {},
+    # today's decisions, each switched off or changed alone
+    "no AdaBN": {"adabn_policy": False},
+    "always AdaBN": {"adabn_policy": True},
+    "no head warm-up": {"head_steps": 0},
+    "one rate 0.03, no short runs": {"rates": (0.03,)},
+    "final run of all the steps": {"final_steps": "all"},  # the short runs on top of the budget
+    "rule: smallest within 1 SE, paired": {"config": {"rate_rule": "smallest within 1 SE, paired"}},
+    "rule: best": {"config": {"rate_rule": "best"}},
+    "short runs of 40 steps": {"config": {"probe_fraction": 0.2}},
+    "frozen BN statistics": {"config": {"bn_policy": "frozen statistics"}},
+    # candidates from practice and the literature, each switched on alone
+    "shifts of up to 4 px": {"config": {"augment": 4}},
+    "AdamW": {"config": {"optimizer": "adamw"}, "rates": ADAMW_RATES},
+    "cosine schedule": {"config": {"schedule": "cosine"}},
+    "constant rate": {"config": {"schedule": "constant"}},
+    "label smoothing 0.1": {"config": {"label_smoothing": 0.1}},
+    "EMA of weights 0.98": {"config": {"ema": 0.98}},
+    "L2-SP 0.1": {"config": {"l2sp": 0.1}},  # Li et al. 2018's pull toward the pretrained body; alpha not tuned
+}
+ABLATION_BASELINES = ("fine-tune", "one call", "one call, shifts of up to 4 px")  # the bars the recipe must meet
+
+
+def _ablation_arm(name: str, task: Task, seed: int, steps: int) -> tuple[nn.Module, dict[str, float]]:
+    """(trained model, extra numbers) of one arm or baseline of the ablation, about `steps` optimizer steps."""
+    if name == "fine-tune":
+        return fine_tune(task, seed, steps=steps)[0], {}
+    if name.startswith("one call"):
+        augment = RandomShift(4, seed=seed) if "shifts" in name else None
+        return fastai_fine_tune(task, seed, epochs=fastai_epochs(task, steps), base_lr=FASTAI_BASE_LR,
+                                augment=augment)[0], {}
+    kwargs = dict(ABLATION_ARMS[name])
+    kwargs["config"] = RecipeConfig(**kwargs.get("config", {}))
+    if kwargs.get("final_steps") == "all":
+        kwargs["final_steps"] = steps
+    model, report = run_recipe(task, seed=seed, steps=steps, fold=False, **kwargs)
+    return model, {"chosen rate": report.chosen_lr, "adabn": float(report.adabn_applied)}
+
+
+def recipe_ablation_study(seed: int, tasks=ABLATION_TASKS, shots=ABLATION_SHOTS, arms=tuple(ABLATION_ARMS),
+                          baselines=ABLATION_BASELINES, steps: int = DEFAULTS.steps) -> dict[str, float]:
+    """Today's run_recipe, each of its decisions changed alone, each candidate setting switched on alone, and the
+    baselines it must beat (plain fine-tune, fastai's one call with and without the same shifts), on each task
+    at each number of images per class. Per "<task> <shots>/class": "val <arm>" (what decides), "test <arm>"
+    (what reports), "seconds <arm>", and for recipe arms "chosen rate <arm>" and "adabn <arm>".
+    """
+    out = {}
+    for name in tasks:
+        for k in shots:
+            task = RECIPE_TASKS[name](shots=k, seed=seed)
+            for arm in (*baselines, *arms):
+                t0 = time.perf_counter()
+                model, extra = _ablation_arm(arm, task, seed, steps)
+                prefix = f"{name} {k}/class"
+                out[f"{prefix} seconds {arm}"] = time.perf_counter() - t0
+                out[f"{prefix} val {arm}"] = _val(model, task)
+                out[f"{prefix} test {arm}"] = evaluate(model, (task.x_test, task.y_test))
+                out |= {f"{prefix} {key} {arm}": v for key, v in extra.items()}
+    return out
+
+
 # ---------------------------------------------------------------- surgical fine-tuning: which block to train
 SURGICAL_TASKS = ("inverted source", "blurred source", "digits", "near", "far")  # input-level shifts first
 SURGICAL_SETUPS = ("block 1", "block 2", "block 3", "block 4", "all")  # the one block trained alone, or everything
@@ -416,3 +484,5 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "time_to_accuracy": time_to_accuracy_study,
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
            "recipe": recipe_study, "surgical": surgical_study}
+IN_PROGRESS = {"recipe_ablation": recipe_ablation_study}  # measured into build/ (seed_studies.py --out), not shipped
+# until every seed is in

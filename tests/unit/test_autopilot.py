@@ -26,13 +26,16 @@ def clean_run():
     task = small(ftcourse.target_task(shots=10, seed=0))
     calls = []
 
-    def spy(model, data, device=None):
-        x = data[0]
-        calls.append("test" if x is task.x_test else "val" if x is task.x_val else "other")
-        return ftcourse.evaluate(model, data, device=device)
+    def spy(real):
+        def call(model, data, device=None):
+            x = data[0]
+            calls.append("test" if x is task.x_test else "val" if x is task.x_val else "other")
+            return real(model, data, device=device)
+        return call
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(autopilot, "evaluate", spy)
+        mp.setattr(autopilot, "evaluate", spy(ftcourse.evaluate))  # the head, the final run, folding
+        mp.setattr(autopilot, "predict", spy(ftcourse.predict))  # the short runs (their per-image results)
         model, report = autopilot.run_recipe(task, steps=40)
     return task, model, report, calls
 
@@ -150,3 +153,57 @@ def test_ablation_switches_do_what_they_say():
     _, on = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=True)
     assert on.adabn_applied and on.bn_gap_after < on.bn_gap_before
     assert on.final_steps == 10 - 1 * (len(on.rate_scores) + 1)  # the default budget: steps minus the measurements
+
+
+def test_recipe_config_names_each_bad_setting_and_lists_its_changes():
+    assert autopilot.RecipeConfig().changes() == "defaults"
+    assert autopilot.RecipeConfig(augment=4, ema=0.98).changes() == "augment=4, ema=0.98"
+    bad = [({"optimizer": "adam"}, "optimizer must be one of \\('sgd', 'adamw'\\)"),
+           ({"schedule": "linear"}, "schedule must be one of"), ({"rate_rule": "median"}, "rate_rule must be one of"),
+           ({"augment": -1}, "augment"), ({"label_smoothing": 1.0}, "label_smoothing must be a number in"),
+           ({"ema": 1.0}, "ema must be None or a decay in \\(0, 1\\)"), ({"probe_fraction": 0.6}, "probe_fraction"),
+           ({"bn_policy": "affine"}, "bn_policy must be one of")]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            autopilot.RecipeConfig(**kwargs)
+    with pytest.raises(TypeError, match="config must be a RecipeConfig"):
+        autopilot.run_recipe(small(ftcourse.target_task(shots=10, seed=0)), config={"augment": 4})
+
+
+def test_one_candidate_rate_means_no_short_runs_and_the_whole_budget():
+    task = small(ftcourse.target_task(shots=10, seed=0), val=50)
+    _, report = autopilot.run_recipe(task, steps=10, rates=(0.03,), fold=False)
+    assert report.chosen_lr == 0.03 and report.final_steps == 10 and report.rate_scores == {}
+    assert "the only candidate" in report.rows[4]["decision"]
+
+
+def test_config_settings_reach_the_training():
+    """EMA leaves the averaged weights in the model; a strong L2-SP keeps the body near its pretrained weights; the
+    paired rule and AdamW choose among their own candidates; every setting is named in the final row."""
+    task = small(ftcourse.target_task(shots=10, seed=0), val=50)
+    pretrained = ftcourse.load_pretrained()
+    body = {n: p.detach().clone() for n, p in pretrained.named_parameters() if not n.startswith("fc")}
+
+    def moved(model):
+        return sum((p.detach() - body[n]).norm().item() for n, p in model.named_parameters() if n in body)
+
+    plain, _ = autopilot.run_recipe(task, steps=10, rates=(0.1,), fold=False)
+    pulled, report = autopilot.run_recipe(task, steps=10, rates=(0.1,), fold=False,
+                                          config=autopilot.RecipeConfig(l2sp=50.0))
+    assert moved(pulled) < 0.8 * moved(plain) and "l2sp=50.0" in report.rows[5]["decision"]
+    seen = []
+    original = torch.optim.swa_utils.AveragedModel.update_parameters
+
+    def spy(self, model):
+        seen.append(1)
+        return original(self, model)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", spy)
+        averaged, _ = autopilot.run_recipe(task, steps=10, rates=(0.1,), fold=False,
+                                           config=autopilot.RecipeConfig(ema=0.5))
+    assert len(seen) == 10 and moved(averaged) < moved(plain)  # one update per step; the average lags the weights
+    _, report = autopilot.run_recipe(task, steps=20, rates=(3e-4, 1e-3), fold=False,
+                                     config=autopilot.RecipeConfig(optimizer="adamw",
+                                                                   rate_rule="smallest within 1 SE, paired"))
+    assert report.chosen_lr in (3e-4, 1e-3) and "smallest within 1 SE, paired" in report.rows[4]["decision"]

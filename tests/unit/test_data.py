@@ -190,3 +190,19 @@ def test_folder_task_names_the_fix_when_a_class_is_too_small(tmp_path):
         ftcourse.folder_task(_folder(tmp_path), size=16, val_per_class=2, test_per_class=2, shots=2)
     with pytest.raises(ValueError, match="val_per_class must be"):
         ftcourse.folder_task(_folder(tmp_path / "c"), val_per_class=0)
+
+
+def test_random_shift_moves_each_image_by_whole_pixels_from_its_own_seed():
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8)
+    a, b = ftcourse.RandomShift(2, seed=3)(x), ftcourse.RandomShift(2, seed=3)(x)
+    assert a.shape == x.shape and torch.equal(a, b)  # the same seed, the same shifts
+    assert torch.equal(ftcourse.RandomShift(0)(x), x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(2):  # each output is an 8x8 window of the edge-padded image
+        assert any(torch.equal(a[i], padded[i, :, r:r + 8, c:c + 8]) for r in range(5) for c in range(5))
+    shifted = [ftcourse.RandomShift(4, seed=s)(x) for s in range(5)]
+    assert any(not torch.equal(s, x) for s in shifted)
+    with pytest.raises(ValueError, match="a batch of images \\(N, C, H, W\\)"):
+        ftcourse.RandomShift(2)(x[0])
+    with pytest.raises(ValueError, match="max_shift"):
+        ftcourse.RandomShift(-1)

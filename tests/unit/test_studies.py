@@ -38,3 +38,31 @@ def test_fastai_epochs_make_about_200_steps():
 def test_shifted_target_names_an_unknown_bn_policy_and_its_choices():
     with pytest.raises(ValueError, match="unknown BN policies \\['frozen'\\]; choose from \\['batch statistics'"):
         studies.shifted_target_study(0, policies=("frozen",))
+
+
+def test_recipe_ablation_records_validation_test_and_choices_per_task_size_and_arm():
+    out = studies.recipe_ablation_study(0, tasks=("far",), shots=(10,), arms=("recipe", "one rate 0.03, no short runs",
+                                        "final run of all the steps"), baselines=("one call, shifts of up to 4 px",),
+                                        steps=6)
+    arms = ("one call, shifts of up to 4 px", "recipe", "one rate 0.03, no short runs", "final run of all the steps")
+    for arm in arms:
+        assert 0 <= out[f"far 10/class val {arm}"] <= 1 and 0 <= out[f"far 10/class test {arm}"] <= 1
+        assert out[f"far 10/class seconds {arm}"] > 0
+    assert out["far 10/class chosen rate one rate 0.03, no short runs"] == 0.03
+    assert "far 10/class chosen rate one call, shifts of up to 4 px" not in out
+    assert all(shipped.quantity_kind(k) in ("accuracy", "seconds", "choice", "other") for k in out)
+    assert set(studies.ABLATION_ARMS) >= {"recipe", "no AdaBN", "no head warm-up", "shifts of up to 4 px", "AdamW",
+                                          "cosine schedule", "label smoothing 0.1", "EMA of weights 0.98", "L2-SP 0.1"}
+    for arm, kwargs in studies.ABLATION_ARMS.items():  # every arm's settings are valid
+        ftcourse.RecipeConfig(**kwargs.get("config", {}))
+
+
+def test_a_study_in_progress_is_never_written_over_the_shipped_files():
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_studies.py"
+    out = subprocess.run([sys.executable, str(script), "--study", "recipe_ablation"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "recipe_ablation is in progress (not shipped): give --out" in out.stderr
+    assert "recipe_ablation" not in studies.STUDIES and "recipe_ablation" not in shipped.STUDY_NAMES

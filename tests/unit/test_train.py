@@ -100,3 +100,15 @@ def test_a_gradient_recorder_is_an_on_step_callback():
     arr = rec.as_array()
     assert arr.shape == (4, 3) and np.isnan(arr[:, 0]).all() and (arr[:, 1:] > 0).all()
 
+
+
+def test_cosine_schedule_starts_at_the_rate_and_ends_near_zero():
+    model = torch.nn.Linear(4, 2)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    rates = []
+    ftcourse.fit(model, ftcourse.make_loader(x, y, batch_size=4), steps=8, optimizer=opt, schedule="cosine",
+                 progress=False, on_step=lambda step: rates.append(opt.param_groups[0]["lr"]))
+    assert rates[0] < 0.5 and rates == sorted(rates, reverse=True) and rates[-1] < 1e-6
+    with pytest.raises(ValueError, match="'onecycle', 'cosine' or None"):
+        ftcourse.fit(model, ftcourse.make_loader(x, y), steps=1, schedule="linear", progress=False)
