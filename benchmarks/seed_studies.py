@@ -10,8 +10,8 @@ machine, date). The claim tests recompute the same numbers and compare them with
 
 The file is written again after every seed, with the code fingerprint of the package that measured each
 seed (`shipped.code_fingerprint()`). --resume keeps the seeds already in the output file, names those
-written by other code, and trains only the others. --quick runs one seed of the cheapest study (adabn, with
-8 images only) into a temporary folder: a smoke test. Costs, one torch thread per process: a fine-tune of
+written by other code, and trains only the others. --quick runs 25 steps of one rate of time_to_accuracy on
+seed 0 into a temporary folder: a smoke test. Costs, one torch thread per process: a fine-tune of
 200 steps takes about 30 s, so tuned_families (24 fine-tunes per seed) about 13 CPU-minutes a seed, rates
 (10 runs) about 5, group_rates about 1.5; all the ten-seed studies together about 6 CPU-hours.
 """
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     ap.add_argument("--study", default=",".join(studies.STUDIES), help="comma-separated study names")
     ap.add_argument("--seeds", default=None, help="default: each study's shipped seeds (shipped.STUDY_SEEDS)")
     ap.add_argument("--out", type=Path, default=None, help="write here instead of data/results/")
-    ap.add_argument("--quick", action="store_true", help="adabn on seed 0, 8 images only, into a temporary folder")
+    ap.add_argument("--quick", action="store_true", help="25 steps of time_to_accuracy on seed 0, into a temporary folder")
     ap.add_argument("--resume", action="store_true", help="keep the seeds the output file holds from this code")
     args = ap.parse_args(argv)
     names = args.study.split(",")
@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     command = "python benchmarks/seed_studies.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            run(["adabn"], [0], Path(tmp), command, part={"sizes": (8,)})
+            run(["time_to_accuracy"], [0], Path(tmp), command, part={"rates": (0.01,), "steps": 25})
         return
     run(names, None if args.seeds is None else _seed_list(args.seeds), args.out, command.strip(), resume=args.resume)
 

@@ -107,7 +107,8 @@ def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():
     shipped = sorted((ROOT / "data" / "results").glob("*.json"))
     before = {p: p.read_bytes() for p in shipped}
     text = _run("seed_studies.py")
-    assert re.search(r"^  adabn seed 0: \d+ s$", text, re.M) and re.search(r"^adabn: \S+adabn\.json holds seeds \[0\]$", text, re.M)
+    assert re.search(r"^  time_to_accuracy seed 0: \d+ s$", text, re.M)
+    assert re.search(r"^time_to_accuracy: \S+time_to_accuracy\.json holds seeds \[0\]$", text, re.M)
     assert "data/results" not in text  # --quick writes into a temporary folder
     assert {p: p.read_bytes() for p in shipped} == before
 
