@@ -179,3 +179,36 @@ def test_seed_studies_resume_trains_only_the_seeds_the_file_lacks_and_names_othe
     stored = json.loads((tmp_path / "adabn.json").read_text())
     assert trained == [0, 1, 2, 3] and "seeds [0, 1, 2] were written by other code" in capsys.readouterr().out
     assert stored["code"] == {"0": "other", "1": "other", "2": "other", "3": code}
+
+
+def test_recipe_ablation_table_pairs_every_arm_with_the_recipe_over_merged_files(tmp_path):
+    from ftcourse.lab import studies
+    arms = [*studies.ABLATION_BASELINES, *studies.ABLATION_ARMS]
+
+    def numbers(seed):  # "shifts of up to 4 px" 5 points above the recipe on every seed, the rest equal to it
+        out = {}
+        for arm in arms:
+            gain = 0.05 if arm == "shifts of up to 4 px" else 0.0
+            base = 0.6 + 0.01 * seed + (0.001 * seed * seed if arm == "AdamW" else 0.0)
+            out |= {f"far 10/class val {arm}": base + gain, f"far 10/class test {arm}": base + gain,
+                    f"far 10/class seconds {arm}": 10.0}
+        return out
+
+    for name, seeds in (("a", (0, 1, 2)), ("b", (3, 4))):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"seeds": {str(s): numbers(s) for s in seeds}}))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_ablation_table.py"),
+                          str(tmp_path / "a.json"), str(tmp_path / "b.json")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "far 10/class: each arm minus recipe (mean, wins), seeds [0, 1, 2, 3, 4]" in text
+    assert "near 10/class" not in text and "far 50/class" not in text  # only what the files hold
+    row = next(line for line in text.splitlines() if line.startswith("shifts of up to 4 px"))
+    assert re.search(r"\+5\.0 \(5/5\)\s+ahead\s+\+5\.0 \(5/5\)\s+ahead\s+10\.0$", row), row
+    rows = [line for line in text.splitlines() if line.startswith(tuple(a for a in arms if a != "recipe"))]
+    assert len(rows) == len(arms) - 1
+    (tmp_path / "c.json").write_text(json.dumps({"seeds": {"4": numbers(4)}}))
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_ablation_table.py"),
+                            str(tmp_path / "b.json"), str(tmp_path / "c.json")], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode != 0 and "seed 4 is in more than one file" in again.stderr
