@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -265,6 +265,24 @@ def source_task(norm="source", seed: int = 0) -> Task:
 SOURCE_VAL = 50  # per class, from the end of the source training images: shifted_source_task's validation split
 
 
+def relabelled_source_task(shots: int = 10, seed: int = 0, mapping=(1, 2, 3, 4, 0)) -> Task:
+    """The source task with its *labels* remapped and its inputs unchanged: an output-level shift (Lee et al. 2023's
+    third kind, like their CIFAR-Flip). Image of digit i is labelled `mapping[i]` (a permutation of 0-4 that moves
+    every label: the pretrained head is wrong on every image). Splits as in `shifted_source_task`.
+    """
+    mapping = tuple(mapping) if isinstance(mapping, (tuple, list)) else mapping
+    n = len(SOURCE_DIGITS)
+    if (not isinstance(mapping, tuple) or sorted(mapping) != list(range(n))
+            or any(int(m) == i for i, m in enumerate(mapping))):
+        raise ValueError(f"mapping must be a permutation of 0-{n - 1} that moves every label, e.g. (1, 2, 3, 4, 0), "
+                         f"got {mapping!r}")
+    task = _source_splits(None, shots, seed, 1.0)
+    remap = torch.tensor(mapping)
+    classes = tuple(task.classes[mapping.index(i)] for i in range(n))  # class k is the digit labelled k
+    return replace(task, name=f"source digits 0-4, labels remapped {mapping}, {shots}/class", classes=classes,
+                   y_train=remap[task.y_train], y_val=remap[task.y_val], y_test=remap[task.y_test])
+
+
 def shifted_source_task(shift: str, shots: int = 10, seed: int = 0, severity: float = 1.0) -> Task:
     """The source task (digits 0-4, the pretrained head's own labels) with its inputs shifted: an input-level shift.
 
@@ -277,6 +295,11 @@ def shifted_source_task(shift: str, shots: int = 10, seed: int = 0, severity: fl
     _check_shift(shift, severity)
     if shift is None:
         raise ValueError(f"shift must be one of {SHIFTS}: shifted_source_task is the source task with shifted inputs")
+    return _source_splits(shift, shots, seed, severity)
+
+
+def _source_splits(shift, shots: int, seed: int, severity: float) -> Task:
+    """shifted_source_task's splits (shift None: the inputs as they are)."""
     limit = SOURCE_SPLIT[0] - SOURCE_VAL
     require_int("shots", shots, low=1, high=limit, hint="images per class")
     require_int("seed", seed, low=0)
@@ -532,7 +555,8 @@ def far_task(shots: int | None = None, seed: int = 0, norm="source") -> Task:
     return _table_task(FAR_FILE, FAR_CLASSES, "far: grey textures", "far_task", shots, seed, norm)
 
 
-__all__ += ["near_task", "far_task", "NEAR_CLASSES", "FAR_CLASSES", "shifted_source_task", "SOURCE_VAL", "folder_task"]
+__all__ += ["near_task", "far_task", "NEAR_CLASSES", "FAR_CLASSES", "shifted_source_task", "relabelled_source_task",
+            "SOURCE_VAL", "folder_task"]
 
 
 class RandomShift:

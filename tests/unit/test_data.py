@@ -206,3 +206,19 @@ def test_random_shift_moves_each_image_by_whole_pixels_from_its_own_seed():
         ftcourse.RandomShift(2)(x[0])
     with pytest.raises(ValueError, match="max_shift"):
         ftcourse.RandomShift(-1)
+
+
+def test_relabelled_source_task_keeps_the_images_and_moves_every_label():
+    from ftcourse.data import relabelled_source_task
+    plain = ftcourse.shifted_source_task("blur", shots=10, seed=1, severity=1e-9)  # the same splits, barely shifted
+    task = relabelled_source_task(shots=10, seed=1)
+    source = ftcourse.data._source_splits(None, 10, 1, 1.0)
+    assert torch.equal(task.x_train, source.x_train) and torch.equal(task.x_test, source.x_test)
+    assert task.x_train.shape == plain.x_train.shape and len(task.y_val) == len(plain.y_val) == 250
+    for split in ("y_train", "y_val", "y_test"):
+        assert torch.equal(getattr(task, split), (getattr(source, split) + 1) % 5)
+    assert task.classes == ("4", "0", "1", "2", "3")  # class 1 is the digit 0
+    assert ftcourse.evaluate(ftcourse.load_pretrained(), (task.x_test, task.y_test)) < 0.1  # the old head: wrong
+    for bad in ((0, 1, 2, 3, 4), (1, 0, 2, 4, 3), (1, 1, 2, 3, 4), "10234"):
+        with pytest.raises(ValueError, match="a permutation of 0-4 that moves every label"):
+            relabelled_source_task(mapping=bad)
