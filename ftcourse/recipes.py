@@ -180,17 +180,19 @@ def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = _D.steps, 
                        device=None) -> tuple[nn.Module, float]:
     """Train one block of the body alone, everything else frozen (head and BN statistics included); (model, accuracy).
 
-    block: an index into `surgical_blocks(model)` (0 the first block, -1 the last) or "all" (every layer
-    trains: the baseline). `model` is the start point and must already have a head for the task's labels:
-    the pretrained head when only the inputs shifted, a linear probe's head for new labels. Default: the
-    linear probe of `task` (ftcourse.linear_probe, same seed). SGD at one rate, the course's one-cycle.
-    Lee et al. 2023 ("Surgical fine-tuning"): for a shift of the inputs the first block is the one to
-    train, for a change of the labels the last.
+    block: an index into `surgical_blocks(model)` (0 the first block, -1 the last), "head" (the last layer
+    alone) or "all" (every layer trains: the baseline). `model` is the start point and must already have a
+    head for the task's labels: the pretrained head when the task keeps the source's classes, a linear
+    probe's head for new classes. Default: the linear probe of `task` (ftcourse.linear_probe, same seed).
+    SGD at one rate, the course's one-cycle; a frozen block's BN statistics stay frozen too.
+    Lee et al. 2023 ("Surgical fine-tuning") find three kinds of shift: input-level (corruptions) favour the
+    first block, feature-level (subpopulations) a middle one, output-level (the same inputs with a new label
+    mapping) the last layer, the head. New classes after a linear probe are none of the three.
     """
     n = len(surgical_blocks(model if model is not None else course_backbone()))
-    if not (isinstance(block, str) and block == "all"):
-        block = require_int("block", block, low=-n, high=n - 1, expected=f"'all' or a block index from {-n} to {n - 1}",
-                            hint="0 = first, -1 = last")
+    if not (isinstance(block, str) and block in ("all", "head")):
+        block = require_int("block", block, low=-n, high=n - 1,
+                            expected=f"'all', 'head' or a block index from {-n} to {n - 1}", hint="0 = first, -1 = last")
     if model is None:
         model, _ = linear_probe(task, seed=seed, device=device)
     elif (outputs := find_head(model)[1].out_features) != task.num_classes:
@@ -200,6 +202,9 @@ def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = _D.steps, 
     blocks = surgical_blocks(model)
     if block == "all":
         unfreeze(model)
+    elif block == "head":
+        freeze(model)
+        unfreeze([find_head(model)[1]])
     else:
         freeze(model)
         unfreeze(blocks[block])

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..autopilot import RecipeConfig, run_recipe
 from ..bn import adabn, bn_to_affine, freeze_bn_stats
-from ..data import RandomShift, Task, far_task, make_loader, near_task, shifted_source_task, target_task
+from ..data import (RandomShift, Task, far_task, make_loader, near_task, relabelled_source_task, shifted_source_task,
+                    target_task)
 from ..fastai_style import fastai_fine_tune
 from ..features import representation_change
 from ..grads import body_gradient, snapshot, update_ratios
@@ -39,7 +40,8 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
            "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
            "surgical_study", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
-           "ADAMW_RATES", "recipe_ablation_study", "IN_PROGRESS"]
+           "ADAMW_RATES", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS",
+           "SURGICAL_RATES", "surgical_tuned_study"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
 BN_BATCH_SIZES = (2, 4, 8, 32)
@@ -452,6 +454,8 @@ SURGICAL_SETUPS = ("block 1", "block 2", "block 3", "block 4", "all")  # the one
 
 
 def _surgical_task(name: str, seed: int, shots: int) -> Task:
+    if name == "relabelled source":
+        return relabelled_source_task(shots=shots, seed=seed)
     if name.endswith(" source"):
         return shifted_source_task({"inverted": "invert", "blurred": "blur"}[name.split()[0]], shots=shots, seed=seed)
     return RECIPE_TASKS[name](shots=shots, seed=seed)
@@ -479,10 +483,47 @@ def surgical_study(seed: int, tasks=SURGICAL_TASKS, shots: int = NEW_TASK_SHOTS,
     return out
 
 
+SURGICAL_LEE_TASKS = ("inverted source", "blurred source", "relabelled source")  # input-level twice, output-level
+SURGICAL_LEE_SETUPS = ("block 1", "block 2", "block 3", "block 4", "head", "all")  # Lee et al.'s "last layer": head
+SURGICAL_RATES = (0.003, 0.01, 0.03, 0.1)
+
+
+def _setup_block(setup: str):
+    return setup if setup in ("all", "head") else int(setup.split()[1]) - 1
+
+
+def surgical_tuned_study(seed: int, tasks=SURGICAL_LEE_TASKS, setups=SURGICAL_LEE_SETUPS, grid=SURGICAL_RATES,
+                         shots: int = NEW_TASK_SHOTS, steps: int = 100) -> dict[str, float]:
+    """Lee et al. (2023) in the settings the paper covers that can be built here: input-level shifts (the source
+    digits inverted or blurred) and an output-level shift (the source digits with every label moved), each from the
+    pretrained model with its own head. Each setup (one block alone, the head alone, everything) at each rate of
+    `grid`: "<task> val <setup> lr <r>" and "test ..."; validation picks each setup's rate ("chosen rate <setup>",
+    "val/test at the chosen rate <setup>"; ties go to the lower rate), then the setup ("chosen setup" is its index).
+    """
+    out = {}
+    for name in tasks:
+        task = _surgical_task(name, seed, shots)
+        start = load_pretrained()  # its head predicts digits 0-4: right for shifted inputs, wrong for moved labels
+        out[f"{name} test start"] = evaluate(start, (task.x_test, task.y_test))
+        out[f"{name} val start"] = _val(start, task)
+        for setup in setups:
+            for lr in grid:
+                model, out[f"{name} test {setup} lr {lr:g}"] = surgical_fine_tune(
+                    task, _setup_block(setup), seed, steps=steps, lr=lr, model=copy.deepcopy(start))
+                out[f"{name} val {setup} lr {lr:g}"] = _val(model, task)
+            best = max(grid, key=lambda r: (out[f"{name} val {setup} lr {r:g}"], -r))
+            out[f"{name} chosen rate {setup}"] = best
+            for split in ("val", "test"):
+                out[f"{name} {split} at the chosen rate {setup}"] = out[f"{name} {split} {setup} lr {best:g}"]
+        out[f"{name} chosen setup"] = max(range(len(setups)),
+                                          key=lambda i: out[f"{name} val at the chosen rate {setups[i]}"])
+    return out
+
+
 STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rates_study,
            "group_rates": group_rates_study, "tuned_families": tuned_families_study,
            "time_to_accuracy": time_to_accuracy_study,
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
            "recipe": recipe_study, "surgical": surgical_study}
-IN_PROGRESS = {"recipe_ablation": recipe_ablation_study}  # measured into build/ (seed_studies.py --out), not shipped
+IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study}  # measured into build/ (seed_studies.py --out), not shipped
 # until every seed is in

@@ -66,3 +66,17 @@ def test_a_study_in_progress_is_never_written_over_the_shipped_files():
                          timeout=120)
     assert out.returncode != 0 and "recipe_ablation is in progress (not shipped): give --out" in out.stderr
     assert "recipe_ablation" not in studies.STUDIES and "recipe_ablation" not in shipped.STUDY_NAMES
+
+
+def test_surgical_tuned_study_chooses_each_setups_rate_then_the_setup_on_validation():
+    out = studies.surgical_tuned_study(0, tasks=("relabelled source",), setups=("block 1", "head"), grid=(0.01, 0.1),
+                                       steps=3)
+    assert out["relabelled source test start"] < 0.1  # the pretrained head, every label moved
+    for setup in ("block 1", "head"):
+        vals = {r: out[f"relabelled source val {setup} lr {r:g}"] for r in (0.01, 0.1)}
+        chosen = out[f"relabelled source chosen rate {setup}"]
+        assert vals[chosen] == max(vals.values()) and (chosen == 0.01 or vals[0.1] > vals[0.01])
+        assert out[f"relabelled source test at the chosen rate {setup}"] == out[f"relabelled source test {setup} lr {chosen:g}"]
+    best = max(("block 1", "head"), key=lambda s: out[f"relabelled source val at the chosen rate {s}"])
+    assert ("block 1", "head")[out["relabelled source chosen setup"]] == best
+    assert shipped.quantity_kind("relabelled source chosen rate head") == "choice"

@@ -21,18 +21,19 @@ def test_surgical_blocks_of_a_resnet_are_stem_plus_layer1_then_the_stages(model)
 
 
 # Every tensor of the trained block moves in 3 steps (weights and BN statistics); "all" trains the head too.
-BLOCK_PREFIXES = {0: ("conv1.", "bn1.", "layer1."), -1: ("layer4.",),
+BLOCK_PREFIXES = {0: ("conv1.", "bn1.", "layer1."), -1: ("layer4.",), "head": ("fc.",),
                   "all": ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.", "fc.")}
 
 
-@pytest.mark.parametrize("block", [0, -1, "all"])
+@pytest.mark.parametrize("block", [0, -1, "head", "all"])
 def test_surgical_fine_tune_moves_only_its_block_and_keeps_frozen_bn_statistics(small_task, block):
     start = ftcourse.load_pretrained()  # 5-class head: the small task's labels
     before = {k: v.clone() for k, v in start.state_dict().items()}
     model, acc = ftcourse.surgical_fine_tune(small_task, block, seed=0, steps=3, model=start)
     assert acc == ftcourse.evaluate(model, (small_task.x_test, small_task.y_test))  # the returned model's test accuracy
     blocks = ftcourse.recipes.surgical_blocks(model)
-    inside = set() if block == "all" else {id(t) for m in blocks[block] for t in list(m.parameters()) + list(m.buffers())}
+    chosen = [model.fc] if block == "head" else [] if block == "all" else blocks[block]
+    inside = {id(t) for m in chosen for t in list(m.parameters()) + list(m.buffers())}
     moved, kept = [], []
     for name, value in model.state_dict().items():
         if name.endswith("num_batches_tracked"):
@@ -47,7 +48,7 @@ def test_surgical_fine_tune_moves_only_its_block_and_keeps_frozen_bn_statistics(
 
 
 def test_surgical_fine_tune_refuses_bad_blocks_and_a_head_of_the_wrong_size(small_task):
-    with pytest.raises(ValueError, match="block must be 'all' or a block index"):
+    with pytest.raises(ValueError, match="block must be 'all', 'head' or a block index"):
         ftcourse.surgical_fine_tune(small_task, 4, model=ftcourse.load_pretrained())
     with pytest.raises(ValueError, match="block must be"):
         ftcourse.surgical_fine_tune(small_task, "first", model=ftcourse.load_pretrained())
