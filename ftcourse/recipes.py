@@ -192,7 +192,8 @@ def surgical_fine_tune(task: Task, block, seed: int = 0, steps: int = _D.steps, 
     n = len(surgical_blocks(model if model is not None else course_backbone()))
     if not (isinstance(block, str) and block in ("all", "head")):
         block = require_int("block", block, low=-n, high=n - 1,
-                            expected=f"'all', 'head' or a block index from {-n} to {n - 1}", hint="0 = first, -1 = last")
+                            expected=f"'all', 'head' or a block index from {-n} to {n - 1}",
+                            hint="0 = first, -1 = last")
     if model is None:
         model, _ = linear_probe(task, seed=seed, device=device)
     elif (outputs := find_head(model)[1].out_features) != task.num_classes:

@@ -525,5 +525,5 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "time_to_accuracy": time_to_accuracy_study,
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
            "recipe": recipe_study, "surgical": surgical_study}
-IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study}  # measured into build/ (seed_studies.py --out), not shipped
-# until every seed is in
+# measured into build/ (seed_studies.py --out), not shipped until every seed is in
+IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study}
