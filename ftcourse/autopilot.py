@@ -243,7 +243,10 @@ class _Run:
     steps: int
     batch_size: int
     rates: tuple
-    config: RecipeConfig = RecipeConfig()
+
+    @property
+    def config(self) -> RecipeConfig:
+        return self.report.config
 
     @property
     def val(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -409,7 +412,7 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     device = get_device(device)
     seed_everything(seed)
     model = (load_pretrained() if model is None else model).to(device)
-    run = _Run(task, model, RecipeReport(config=config), device, seed, steps, batch_size, tuple(rates), config)
+    run = _Run(task, model, RecipeReport(config=config), device, seed, steps, batch_size, tuple(rates))
     _bn_statistics(run, adabn_policy)
     _head_warm_up(run, steps if head_steps is None else int(head_steps))
     groups = _bn_policy(run)
