@@ -38,7 +38,7 @@ from .tables import Table, TableReport
 from .train import evaluate, fit, precompute_features, predict
 
 __all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "SMALL_BATCH", "RecipeConfig", "RecipeReport",
-           "bn_gap", "run_recipe"]
+           "bn_gap", "choose_rate", "run_recipe"]
 
 ADABN_THRESHOLD = 0.04  # bn_gap on validation images between clean targets and shifted ones (the BatchNorm lesson)
 RATE_CANDIDATES = (0.01, 0.03, 0.1)  # one rate for all layers, SGD scale, around the learning-rate lesson's sweep
@@ -125,6 +125,7 @@ class RecipeReport(TableReport):
     bn_policy: str = ""
     trainable_groups: int = 0
     rate_scores: dict = field(default_factory=dict)  # candidate rate -> validation accuracy of its short run
+    rate_right: dict = field(default_factory=dict)  # candidate rate -> 1/0 per validation image (choose_rate's input)
     chosen_lr: float = float("nan")
     steps_per_candidate: int = 0
     final_steps: int = 0
@@ -321,6 +322,31 @@ def _freeze_audit(run: _Run, groups: list) -> DataLoader:
     return train
 
 
+def choose_rate(right: dict, rule: str = "largest within 1 SE") -> tuple[float, str]:
+    """(chosen rate, how) from each candidate's per-image validation results (rate -> tensor of 1/0, same images).
+
+    Rules (RATE_RULES): "largest within 1 SE": the largest rate whose accuracy is within one binomial standard
+    error of the best one's; "smallest within 1 SE, paired": the smallest rate whose mean per-image difference
+    from the best is within one standard error of that difference (the one-standard-error rule on paired
+    differences); "best": the highest accuracy (the first of equals).
+    """
+    if rule not in RATE_RULES:
+        raise ValueError(f"rule must be one of {RATE_RULES}, got {rule!r}")
+    rates = tuple(right)
+    scores = {lr: right[lr].float().mean().item() for lr in rates}
+    best_lr = max(rates, key=lambda lr: scores[lr])  # the first of equals
+    best = scores[best_lr]
+    if rule == "largest within 1 SE":
+        se = (best * (1 - best) / len(right[best_lr])) ** 0.5  # standard error of the best validation accuracy
+        return max(lr for lr in rates if scores[lr] >= best - se), f"SE {se:.3f}"
+    if rule == "smallest within 1 SE, paired":
+        def within(lr):  # the paired difference from the best, per validation image: mean >= -(its SE)
+            d = right[lr].float() - right[best_lr].float()
+            return d.mean().item() >= -(d.std().item() / len(d) ** 0.5 if len(d) > 1 else 0.0)
+        return min(lr for lr in rates if within(lr)), "paired per-image differences"
+    return best_lr, "highest accuracy"
+
+
 def _learning_rate(run: _Run, final_steps: int | None) -> None:
     """5. A short run from the warmed-up model at each candidate rate, judged on validation (RecipeConfig.rate_rule)."""
     report, rates, rule = run.report, run.rates, run.config.rate_rule
@@ -332,27 +358,15 @@ def _learning_rate(run: _Run, final_steps: int | None) -> None:
             return
         short = report.steps_per_candidate = max(1, int(run.steps * run.config.probe_fraction))
         report.final_steps = max(1, run.steps - short * (len(rates) + 1)) if final_steps is None else int(final_steps)
-        right = {}  # candidate rate -> which validation images its short run classifies correctly
+        right = {}  # candidate rate -> which validation images its short run classifies correctly (1/0)
         for lr in rates:
             trial = copy.deepcopy(run.model)
             _train(run, trial, layer_groups(trial), lr, short, _train_loader(run.task, run.batch_size, run.seed))
             logits, labels = predict(trial, run.val, device=run.device)
             right[lr] = (logits.argmax(1) == labels).float()
             report.rate_scores[lr] = right[lr].mean().item()
-        best_lr = max(rates, key=lambda lr: report.rate_scores[lr])  # the first of equals
-        best = report.rate_scores[best_lr]
-        if rule == "largest within 1 SE":
-            se = (best * (1 - best) / len(run.task.y_val)) ** 0.5  # standard error of the best validation accuracy
-            report.chosen_lr = max(lr for lr, acc in report.rate_scores.items() if acc >= best - se)
-            how = f"SE {se:.3f}"
-        elif rule == "smallest within 1 SE, paired":
-            def within(lr):  # the paired difference from the best, per validation image: mean >= -(its SE)
-                d = right[lr] - right[best_lr]
-                return d.mean().item() >= -(d.std().item() / len(d) ** 0.5 if len(d) > 1 else 0.0)
-            report.chosen_lr = min(lr for lr in rates if within(lr))
-            how = "paired per-image differences"
-        else:
-            report.chosen_lr, how = best_lr, "highest accuracy"
+        report.rate_right = right
+        report.chosen_lr, how = choose_rate(right, rule)
         scores = ", ".join(f"{lr:g}: {a:.3f}" for lr, a in report.rate_scores.items())
         row["decision"] = f"{report.chosen_lr:g} for every group ({rule})"
         row["measurement"] = f"val accuracy after {short} steps: {scores}; {how}"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..autopilot import RecipeConfig, run_recipe
+from ..autopilot import RecipeConfig, choose_rate, run_recipe
 from ..bn import adabn, bn_to_affine, freeze_bn_stats
 from ..data import (RandomShift, Task, far_task, make_loader, near_task, relabelled_source_task, shifted_source_task,
                     target_task)
@@ -406,45 +406,105 @@ ABLATION_ARMS = {
     "label smoothing 0.1": {"config": {"label_smoothing": 0.1}},
     "EMA of weights 0.98": {"config": {"ema": 0.98}},
     "L2-SP 0.1": {"config": {"l2sp": 0.1}},  # Li et al. 2018's pull toward the pretrained body; alpha not tuned
+    # candidate rebuilt recipes: the decisions the first seeds' validation favoured, together (chosen on all seeds)
+    "shifts, paired rule": {"config": {"augment": 4, "rate_rule": "smallest within 1 SE, paired"}},
+    "shifts, paired rule, no AdaBN": {"config": {"augment": 4, "rate_rule": "smallest within 1 SE, paired"},
+                                      "adabn_policy": False},
+    "shifts, one rate 0.03, no short runs": {"config": {"augment": 4}, "rates": (0.03,)},
 }
 ABLATION_BASELINES = ("fine-tune", "one call", "one call, shifts of up to 4 px")  # the bars the recipe must meet
 
 
-def _ablation_arm(name: str, task: Task, seed: int, steps: int) -> tuple[nn.Module, dict[str, float]]:
-    """(trained model, extra numbers) of one arm or baseline of the ablation, about `steps` optimizer steps."""
+def _ablation_arm(name: str, task: Task, seed: int, steps: int, kwargs: dict | None = None):
+    """(trained model, extra numbers, report or None) of one arm or baseline of the ablation, about `steps` steps."""
     if name == "fine-tune":
-        return fine_tune(task, seed, steps=steps)[0], {}
+        return fine_tune(task, seed, steps=steps)[0], {}, None
     if name.startswith("one call"):
         augment = RandomShift(4, seed=seed) if "shifts" in name else None
         return fastai_fine_tune(task, seed, epochs=fastai_epochs(task, steps), base_lr=FASTAI_BASE_LR,
-                                augment=augment)[0], {}
-    kwargs = dict(ABLATION_ARMS[name])
-    kwargs["config"] = RecipeConfig(**kwargs.get("config", {}))
+                                augment=augment)[0], {}, None
+    kwargs = _arm_kwargs(name) if kwargs is None else kwargs
     if kwargs.get("final_steps") == "all":
         kwargs["final_steps"] = steps
     model, report = run_recipe(task, seed=seed, steps=steps, fold=False, **kwargs)
-    return model, {"chosen rate": report.chosen_lr, "adabn": float(report.adabn_applied)}
+    return model, {"chosen rate": report.chosen_lr, "adabn": float(report.adabn_applied)}, report
+
+
+def _arm_kwargs(name: str) -> dict:
+    """run_recipe's keyword arguments of an ablation arm, its RecipeConfig built."""
+    kwargs = dict(ABLATION_ARMS[name])
+    kwargs["config"] = RecipeConfig(**kwargs.get("config", {}))
+    return kwargs
+
+
+def _same_but(a: dict, b: dict, key: str) -> bool:
+    """Do two arms' run_recipe arguments differ in `key` alone (a run_recipe argument or a RecipeConfig field)?"""
+    def flat(kw):
+        out = {k: v for k, v in kw.items() if k != "config"}
+        out |= {f"config.{f}": getattr(kw["config"], f) for f in vars(kw["config"])}
+        out.pop(key, None)
+        out.setdefault("adabn_policy", None)
+        return out
+    return flat(a) == flat(b)
+
+
+def _derived(arm: str, done: dict, task: Task, seed: int, steps: int):
+    """An arm computed from one already run in the same cell, when it can be: (its numbers, its report) or None.
+
+    The AdaBN decision comes first and nothing random precedes it, so "no AdaBN" (or "always AdaBN") of an arm
+    whose own decision was the same is that arm's run, copied. The rate rule only reads the short runs' per-image
+    validation results, so an arm that differs in the rule alone takes its choice from the other arm's short runs:
+    the same choice is the same run, copied; another choice trains only the final run (rates=(choice,) and the
+    same final_steps). Seconds are the other arm's (the same steps). Tests check that both give what a full run
+    gives.
+    """
+    kwargs = _arm_kwargs(arm)
+    for parent, (pk, result, report) in done.items():
+        if report is None:
+            continue
+        if "adabn_policy" in kwargs and _same_but(kwargs, pk, "adabn_policy") and pk.get("adabn_policy") is None \
+                and kwargs["adabn_policy"] == report.adabn_applied:
+            return dict(result), report
+        if _same_but(kwargs, pk, "config.rate_rule") and report.rate_right and "rates" not in kwargs:
+            choice = choose_rate(report.rate_right, kwargs["config"].rate_rule)[0]
+            if choice == report.chosen_lr:
+                return dict(result), report
+            model, extra, own = _ablation_arm(arm, task, seed, steps,
+                                              {**kwargs, "rates": (choice,), "final_steps": report.final_steps})
+            return {**result, **_scores(model, task), **extra}, own
+    return None
+
+
+def _scores(model: nn.Module, task: Task) -> dict[str, float]:
+    return {"val": _val(model, task), "test": evaluate(model, (task.x_test, task.y_test))}
 
 
 def recipe_ablation_study(seed: int, tasks=ABLATION_TASKS, shots=ABLATION_SHOTS, arms=tuple(ABLATION_ARMS),
-                          baselines=ABLATION_BASELINES, steps: int = DEFAULTS.steps) -> dict[str, float]:
+                          baselines=ABLATION_BASELINES, steps: int = DEFAULTS.steps,
+                          derive: bool = True) -> dict[str, float]:
     """Today's run_recipe, each of its decisions changed alone, each candidate setting switched on alone, and the
     baselines it must beat (plain fine-tune, fastai's one call with and without the same shifts), on each task
     at each number of images per class. Per "<task> <shots>/class": "val <arm>" (what decides), "test <arm>"
     (what reports), "seconds <arm>", and for recipe arms "chosen rate <arm>" and "adabn <arm>".
+    derive: compute an arm from an earlier one of the same cell where that gives the same numbers (_derived).
     """
     out = {}
     for name in tasks:
         for k in shots:
             task = RECIPE_TASKS[name](shots=k, seed=seed)
+            prefix = f"{name} {k}/class"
+            done = {}  # arm -> (its run_recipe arguments, its numbers, its report)
             for arm in (*baselines, *arms):
-                t0 = time.perf_counter()
-                model, extra = _ablation_arm(arm, task, seed, steps)
-                prefix = f"{name} {k}/class"
-                out[f"{prefix} seconds {arm}"] = time.perf_counter() - t0
-                out[f"{prefix} val {arm}"] = _val(model, task)
-                out[f"{prefix} test {arm}"] = evaluate(model, (task.x_test, task.y_test))
-                out |= {f"{prefix} {key} {arm}": v for key, v in extra.items()}
+                derived = _derived(arm, done, task, seed, steps) if derive and arm in ABLATION_ARMS else None
+                if derived is None:
+                    t0 = time.perf_counter()
+                    model, extra, report = _ablation_arm(arm, task, seed, steps)
+                    result = {"seconds": time.perf_counter() - t0, **_scores(model, task), **extra}
+                else:
+                    result, report = derived
+                if arm in ABLATION_ARMS:
+                    done[arm] = (_arm_kwargs(arm), result, report)
+                out |= {f"{prefix} {key} {arm}": v for key, v in result.items()}
     return out
 
 

@@ -80,3 +80,44 @@ def test_surgical_tuned_study_chooses_each_setups_rate_then_the_setup_on_validat
     best = max(("block 1", "head"), key=lambda s: out[f"relabelled source val at the chosen rate {s}"])
     assert ("block 1", "head")[out["relabelled source chosen setup"]] == best
     assert shipped.quantity_kind("relabelled source chosen rate head") == "choice"
+
+
+def test_a_derived_ablation_arm_gives_what_its_full_run_gives():
+    arms = ("recipe", "no AdaBN", "always AdaBN", "rule: smallest within 1 SE, paired", "rule: best",
+            "shifts of up to 4 px", "shifts, paired rule", "shifts, paired rule, no AdaBN")
+    kw = dict(tasks=("far",), shots=(10,), arms=arms, baselines=(), steps=20)
+    derived, full = studies.recipe_ablation_study(0, **kw), studies.recipe_ablation_study(0, derive=False, **kw)
+    assert {k for k in derived if " seconds " not in k} == {k for k in full if " seconds " not in k}
+    for key, value in full.items():
+        if " seconds " not in key:
+            assert derived[key] == value, key
+
+
+def test_a_final_run_alone_at_the_chosen_rate_is_the_recipe_s_final_run():
+    # what _derived relies on when another rate rule makes another choice from the same short runs
+    import torch
+    task = ftcourse.far_task(shots=10, seed=0)
+    cfg = ftcourse.RecipeConfig(augment=4)
+    model, report = ftcourse.run_recipe(task, seed=0, steps=20, fold=False, config=cfg, rates=(0.01, 0.03, 0.1))
+    again, other = ftcourse.run_recipe(task, seed=0, steps=20, fold=False, config=cfg,
+                                       rates=(report.chosen_lr,), final_steps=report.final_steps)
+    assert other.final_steps == report.final_steps == 12 and other.chosen_lr == report.chosen_lr
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_choose_rate_rules_on_per_image_results():
+    import torch
+    from ftcourse.autopilot import choose_rate
+    best = torch.tensor([1.] * 14 + [0.] * 6)  # 0.70 on 20 images
+    low, high = best.clone(), best.clone()
+    low[[0, 1]], low[14] = 0, 1  # 0.65: two images lost, one won
+    high[[2, 3]] = 0  # 0.60: two images lost, none won
+    right = {0.01: low, 0.03: best, 0.1: high}
+    assert choose_rate(right, "best")[0] == 0.03
+    # the binomial SE of 0.70 on 20 images is 0.102: both others are within it, and the largest is taken
+    assert choose_rate(right, "largest within 1 SE")[0] == 0.1
+    # paired differences: 0.1's (-0.10) is 1.5 of its SEs below the best, 0.01's (-0.05) 0.6: the smallest within
+    assert choose_rate(right, "smallest within 1 SE, paired")[0] == 0.01
+    with pytest.raises(ValueError, match="rule must be one of"):
+        choose_rate(right, "median")
