@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ChecksumError", "data_dir", "sha256_file", "read_manifest", "verified_path", "atomic_path",
+__all__ = ["ChecksumError", "course_folder", "data_dir", "sha256_file", "read_manifest", "verified_path", "atomic_path",
            "atomic_write_bytes", "atomic_write_text"]
 
 
@@ -18,10 +18,20 @@ class ChecksumError(RuntimeError):
     """A shipped file is missing, or its sha256 differs from data/MANIFEST.json."""
 
 
+def course_folder(checkout_name: str, packaged_name: str, marker: str) -> Path:
+    """A folder the course ships: `checkout_name` next to the package in a checkout (or `pip install -e .`),
+    else `packaged_name` inside the installed package (a wheel carries it there); `marker` (a glob) tells a real
+    course folder from an unrelated one of the same name."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / checkout_name
+    return checkout if any(checkout.glob(marker)) else package / packaged_name
+
+
 def data_dir() -> Path:
-    """The course's data folder: $FTCOURSE_DATA if set, else `data/` next to the package."""
+    """The course's data folder: $FTCOURSE_DATA if set, else `data/` of the checkout, else the installed package's
+    copy (ftcourse/course_data, in a wheel)."""
     env = os.environ.get("FTCOURSE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
+    return Path(env) if env else course_folder("data", "course_data", "MANIFEST.json")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

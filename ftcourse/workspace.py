@@ -12,7 +12,7 @@ from typing import Callable
 
 import nbformat
 
-from .files import atomic_write_text
+from .files import atomic_write_text, course_folder
 
 __all__ = ["WorkspaceError", "UnknownLessonError", "DEFAULT_DIR", "lessons_source", "lesson_names",
            "resolve_lesson", "is_solution", "learner_copy", "copy_lessons", "reset_lesson"]
@@ -29,13 +29,14 @@ class UnknownLessonError(WorkspaceError):
 
 
 def lessons_source() -> Path:
-    """The course's lessons/ folder: $FTCOURSE_LESSONS if set, else `lessons/` next to the package."""
+    """The course's lessons: $FTCOURSE_LESSONS if set, else `lessons/` of the checkout, else the installed
+    package's copy (ftcourse/course_lessons, in a wheel)."""
     env = os.environ.get("FTCOURSE_LESSONS")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "lessons"
+    path = Path(env) if env else course_folder("lessons", "course_lessons", "*.ipynb")
     if not path.is_dir() or not any(path.glob("*.ipynb")):
         raise WorkspaceError(
-            f"no lesson notebooks found in {path}: run ftcourse from the course's checkout "
-            "(pip install -e . in the repository) or set FTCOURSE_LESSONS to its lessons/ folder")
+            f"no lesson notebooks found in {path}: reinstall ftcourse (pip install ftcourse from the course's "
+            "repository or its git URL; the wheel carries the lessons) or set FTCOURSE_LESSONS to a lessons/ folder")
     return path
 
 
