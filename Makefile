@@ -61,12 +61,25 @@ slides: $(BIN)/.ftcourse-installed $(SLIDES_JS)
 	    --SlidesExporter.mathjax_url="node_modules/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe" \
 	    --SlidesExporter.reveal_scroll=True --SlidesExporter.reveal_width=1280 --SlidesExporter.reveal_height=720
 
+# The course site: a static HTML book of the lessons as committed (outputs and figures, nothing re-run), the
+# README's lesson table as front page, the instructors' guide and the API from the docstrings, in build/site/.
+# Offline: furo bundles its assets, MathJax 3 comes from npm into build/site-assets (no CDN). Publish by copying
+# build/site/ to any static host.
+SITE_MATHJAX := build/site-assets/node_modules/mathjax/es5/tex-chtml.js
+.PHONY: site
+$(SITE_MATHJAX):
+	npm install --prefix build/site-assets --no-audit --no-fund mathjax@3
+site: $(BIN)/.ftcourse-installed $(SITE_MATHJAX)
+	$(BIN)/python -m pip install -q -e ".[site]"
+	$(BIN)/python scripts/build_site.py
+
 # Every lesson run in JupyterLab in a real browser (Debian's chromium driven by Playwright), and the
-# offline deck of every lesson at 1280x720 (no slide taller than the screen); screenshots in build/browser/. Needs `apt-get install chromium`.
+# offline deck of every lesson at 1280x720 (no slide taller than the screen), and the course site (`make site`): every
+# page, asset, figure and link; screenshots in build/browser/. Needs `apt-get install chromium`.
 # Two workers, each with its own JupyterLab and Chromium, kernels on one torch thread (conftest.py): two
 # lessons at a time: 481 s on this 2-core machine (2026-11-30). One lesson alone: 02 took 106 s with 2 threads, 136 with 1.
 .PHONY: browser-test
-browser-test: $(BIN)/.ftcourse-installed slides
+browser-test: $(BIN)/.ftcourse-installed slides site
 	$(BIN)/python -m pip install -q -e ".[browser]"
 	rm -f build/browser/report.txt
 	$(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -n 2 --dist load tests/browser

@@ -98,7 +98,7 @@ class RecipeConfig:
 
 
 def bn_gap(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> float:
-    """Mean over BN layers of mean |target mean - running mean| / running std (the measure of the BatchNorm lesson).
+    """Mean over BN layers of mean abs(target mean - running mean) / running std (the measure of the BatchNorm lesson).
 
     The target's per-channel means come from AdaBN on a copy (all `images`, no labels); the model is untouched.
     """

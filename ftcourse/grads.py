@@ -4,6 +4,7 @@
   by hooks on the parameters; frozen groups record NaN (the plot greys them). Pass it as `on_step`.
 - `snapshot` + `update_ratios`: the relative update ||dW|| / ||W|| of each group.
 - `body_gradient`: what the head sends into the body on one batch.
+
 (How far features moved is in `ftcourse.features`; what a step costs in `ftcourse.cost`.)
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ class GradientRecorder:
     `fit(..., on_step=rec)` (calling it is `step()`). A group that received no gradient in a step
     (frozen) records NaN; a recorder on a model with nothing trainable is allowed and records NaN
     everywhere (its groups get hooks at the first `step()` after they are unfrozen). The groups must
-    be modules of `model` (ValueError otherwise).
+    be modules of `model` (ValueError otherwise). For example::
 
         with GradientRecorder(model, groups) as rec:
             ftcourse.fit(model, loader, steps=20, on_step=rec)
