@@ -5,8 +5,8 @@ module (`ftcourse.bn.convert_sync_batchnorm`, `ftcourse.data.render`, ...). Modu
 module imports one above it; tests/unit/test_packaging.py checks it):
 
     inputs, files, runtime, tables, workspace, distributed -> data, models, bn -> groups -> optim ->
-    cost, features, grads, audit, compare -> train -> recipes, fastai_style, explore, pretrain -> autopilot ->
-    plots, check -> widgets -> cli
+    cost, features, grads, audit, compare -> train -> recipes, fastai_style, explore, pretrain, ddp_finetune ->
+    autopilot -> plots, check -> widgets -> cli
 
 `ftcourse.lab` is the course's own lab (the multi-seed studies and their results files, the lessons'
 claim lines, the DDP workers run by `distributed.launch`, the slide structure): it imports the toolkit,

@@ -27,7 +27,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 MATHJAX = ROOT / "build" / "site-assets" / "node_modules" / "mathjax" / "es5"
 # the toolkit's modules, in the order a learner meets them (ftcourse.lab is the course's own lab, not API)
 API_MODULES = ("data", "models", "groups", "train", "recipes", "optim", "grads", "audit", "features", "bn",
-               "autopilot", "fastai_style", "compare", "tables", "cost", "distributed", "explore", "widgets", "plots",
+               "autopilot", "fastai_style", "ddp_finetune", "compare", "tables", "cost", "distributed", "explore", "widgets", "plots",
                "check", "runtime", "files", "workspace", "cli")
 
 
