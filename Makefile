@@ -27,6 +27,22 @@ lessons: $(BIN)/.ftcourse-installed
 test: $(BIN)/.ftcourse-installed
 	$(BIN)/python -m pytest -n auto --dist loadscope
 
+# The same course on the oldest supported set: .venv-oldest with every dependency at its lower bound in
+# pyproject.toml (scripts/oldest_constraints.py pins them all at once), then the unit tests and every lesson
+# under nbval there (the claim tests' seed studies run in `make test` only). CI runs both.
+OLDEST_VENV ?= .venv-oldest
+$(OLDEST_VENV)/.ftcourse-installed: pyproject.toml scripts/oldest_constraints.py
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --upgrade pip
+	$(PYTHON) scripts/oldest_constraints.py > $(OLDEST_VENV)/constraints.txt
+	$(OLDEST_VENV)/bin/python -m pip install -c $(OLDEST_VENV)/constraints.txt -e ".[test]"
+	touch $@
+
+.PHONY: test-oldest
+test-oldest: $(OLDEST_VENV)/.ftcourse-installed
+	$(OLDEST_VENV)/bin/ftcourse doctor
+	$(OLDEST_VENV)/bin/python -m pytest -n auto --dist loadscope tests/unit tests/notebooks lessons
+
 # Quick local loop: the unit tests only (no claim tests over seeds, no notebooks). CI runs `make test`.
 test-fast: $(BIN)/.ftcourse-installed
 	$(BIN)/python -m pytest -m "not slow" tests/unit tests/notebooks
@@ -35,7 +51,7 @@ doctor: $(BIN)/.ftcourse-installed
 	$(BIN)/ftcourse doctor
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OLDEST_VENV)
 
 # Every claim re-trained on seeds 0-5 and compared with the shipped files (seeds 0-9 for the studies of lessons
 # 02-04, 0-2 for recipe and surgical, whose seeds 3-5 were never used while writing): well over an hour

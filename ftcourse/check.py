@@ -26,7 +26,8 @@ from .optim import param_group_problems
 from .train import evaluate
 
 __all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised",
-           "bn_affine", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates", "feature_change_ratios"]
+           "bn_affine", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates", "feature_change_ratios",
+           "ddp_bytes", "allreduce_ms", "ddp_allreduce_ms", "ddp_rewrap", "sync_bn_keeps_pins"]
 
 
 def not_attempted(answer, what: str) -> bool:
@@ -306,3 +307,108 @@ def ddp_bytes(answer, arch: str, frozen_units: int) -> None:
 def allreduce_ms(answer, n_bytes: float, world_size: int, bandwidth_bytes_per_s: float, what: str) -> None:
     """Exercise (DDP traffic): milliseconds a ring all-reduce of `n_bytes` takes (bandwidth term, 2 (N - 1) / N)."""
     number(answer, 1e3 * ring_allreduce_seconds(n_bytes, world_size, bandwidth_bytes_per_s), what)
+
+
+def ddp_allreduce_ms(answer, arch: str, frozen_units: int, world_size: int, bandwidth_bytes_per_s: float,
+                     what: str) -> None:
+    """Exercise (DDP traffic): milliseconds a ring all-reduce of one step's gradients takes for `arch` with its
+    first `frozen_units` units frozen; the bytes are counted here, so a wrong or skipped earlier answer does not
+    carry over."""
+    units = unit_groups(torchvision_backbone(arch))
+    n_bytes = 4 * sum(p.numel() for g in units[frozen_units:] for p in params_of(g))
+    allreduce_ms(answer, n_bytes, world_size, bandwidth_bytes_per_s, what)
+
+
+def _one_process_group():
+    """A gloo group of one process in this kernel, if none exists (DDP needs one); returns whether it made it."""
+    import torch.distributed as dist
+    if dist.is_initialized():
+        return False
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    return True
+
+
+def ddp_rewrap(next_stage) -> None:
+    """Exercise (DDP trap 1): `next_stage(model, ddp)` takes a model whose head alone trains, wrapped in DDP, unfreezes
+    `layer4` and returns a DDP wrapper that all-reduces every parameter that now trains. Checked by running it on a
+    fresh model in a one-process gloo group and counting the bytes one backward all-reduces."""
+    import torch.distributed as dist
+    from .distributed import ByteCounter
+    from .models import fresh_model
+    from .groups import freeze_to
+    if not_attempted(next_stage, "unfreeze layer4 and wrap again"):
+        return
+    if not callable(next_stage):
+        raise AssertionError(f"Your answer is a {type(next_stage).__name__}: define a function next_stage(model, ddp)")
+    made = _one_process_group()
+    try:
+        model = fresh_model(seed=0)
+        units = unit_groups(model)
+        freeze_to(model, len(units) - 1, groups=units)  # the head alone trains
+        old = nn.parallel.DistributedDataParallel(model)
+        new = next_stage(model, old)
+        if not isinstance(new, nn.parallel.DistributedDataParallel):
+            raise AssertionError(f"next_stage returned a {type(new).__name__}; return the DistributedDataParallel "
+                                 "wrapper the next stage trains with")
+        if new.module is not model:
+            raise AssertionError("the returned wrapper holds another model: wrap the same model (the weights so far)")
+        trains = [n for n, m in model.named_children() if any(p.requires_grad for p in m.parameters())]
+        if trains != ["layer4", "fc"]:
+            raise AssertionError(f"after next_stage these modules train: {trains}; expected layer4 and fc only")
+        if any(_bn.bn_stats_frozen(m) for m in model.layer4.modules() if isinstance(m, _BatchNorm)):
+            raise AssertionError("layer4's BatchNorm layers are still pinned to their running statistics: unfreeze "
+                                 "them too (ftcourse.unfreeze does both)")
+        counter = ByteCounter().attach(new)
+        x = torch.randn(4, 3, 32, 32)
+        F.cross_entropy(new(x), torch.arange(4) % 5).backward()
+        wanted = 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if counter.bytes != wanted:
+            raise AssertionError(f"the wrapper all-reduced {counter.bytes:,} bytes in a backward, but the trainable "
+                                 f"parameters need {wanted:,}: DDP registers what requires a gradient when it is "
+                                 "built, so unfreeze first, then build a new DistributedDataParallel")
+        print(f"Correct: a new wrapper around the same model all-reduces layer4 and the head ({wanted:,} bytes a step)")
+    finally:
+        if made:
+            dist.destroy_process_group()
+
+
+def sync_bn_keeps_pins(convert) -> None:
+    """Exercise (DDP trap 2): `convert(model)` returns the model with every BatchNorm layer a SyncBatchNorm, written
+    with torch's nn.SyncBatchNorm.convert_sync_batchnorm (not ftcourse.bn.convert_sync_batchnorm), where the
+    layers that were pinned to their running statistics stay pinned after model.train(), and no other does."""
+    from unittest import mock
+    from .groups import freeze_to
+    from .models import fresh_model
+    if not_attempted(convert, "convert to SyncBatchNorm keeping the pins"):
+        return
+    if not callable(convert):
+        raise AssertionError(f"Your answer is a {type(convert).__name__}: define a function convert(model)")
+    model = fresh_model(seed=0)
+    freeze_to(model, 4, groups=unit_groups(model))  # stem and layer1-layer3 frozen, their BN pinned
+    pinned = {n for n, m in _bn.bn_modules(model) if _bn.bn_stats_frozen(m)}
+    weights = {n: p for n, p in model.named_parameters()}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("write it with torch's nn.SyncBatchNorm.convert_sync_batchnorm and put the pins back "
+                             "yourself; ftcourse.bn.convert_sync_batchnorm is the answer this exercise asks you to "
+                             "rebuild")
+    if convert is _bn.convert_sync_batchnorm:
+        refuse()
+    with mock.patch.object(_bn, "convert_sync_batchnorm", refuse):
+        out = convert(model)
+    if not isinstance(out, nn.Module):
+        raise AssertionError(f"convert returned a {type(out).__name__}; return the converted model")
+    layers = _bn.bn_modules(out)
+    plain = [n for n, m in layers if not isinstance(m, nn.SyncBatchNorm)]
+    if plain or not layers:
+        raise AssertionError(f"these BatchNorm layers are not SyncBatchNorm: {plain[:4] or 'none found'}")
+    out.train()
+    now = {n for n, m in layers if not m.training}
+    if now != pinned:
+        lost, extra = sorted(pinned - now), sorted(now - pinned)
+        raise AssertionError(f"after model.train(): {len(lost)} frozen layers train again ({lost[:3]}...), "
+                             f"{len(extra)} others are pinned ({extra[:3]}); pin exactly the layers that were "
+                             "pinned before, after converting (torch builds new modules)")
+    if any(p is not weights[n] for n, p in out.named_parameters()):
+        raise AssertionError("the converted model has new parameters: keep the model's own weights")
+    print(f"Correct: every BN layer is a SyncBatchNorm and the {len(pinned)} frozen ones stay pinned after train()")

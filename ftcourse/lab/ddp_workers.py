@@ -22,7 +22,8 @@ from ..models import fresh_model
 from ..optim import param_groups
 
 __all__ = ["rank_sum_worker", "raising_worker", "unmatched_collective_worker", "exiting_worker", "global_batch",
-           "frozen_prefix_worker", "single_process_gradients", "freeze_change_worker", "group_lr_worker",
+           "frozen_prefix_worker", "step_time_worker",
+           "single_process_gradients", "freeze_change_worker", "group_lr_worker",
            "single_process_training", "sync_batch_stats", "batchnorm_worker", "claims_worker"]
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +129,54 @@ def frozen_prefix_worker(rank: int, world_size: int, seed: int, freeze_points: l
             "grads": {n: p.grad.cpu() for n, p in params.items() if p.grad is not None} if rank == 0 else None,
         })
     return rows
+
+
+def step_time_worker(rank: int, world_size: int, seed: int, freeze_points: list[int], per_rank: int = 8,
+                     reps: int = 7) -> list[dict]:
+    """Seconds per DDP training step (forward, backward with its all-reduce, SGD step) at each freeze point, and
+    for fastai's freeze (`train_bn=True`: the frozen units' BN weights and biases still train) at the last point.
+
+    The configurations are timed side by side: `reps` rounds, each one step of every configuration in turn (after
+    one untimed step each), so that a machine that slows down slows them all; every rank times the same steps
+    (a barrier before each); rank 0 returns the median per configuration with the bytes one step all-reduced.
+    BN layers of trainable units use batch statistics (training as it is done); frozen units' BN are pinned.
+    """
+    device = _device(dist.get_backend())
+    x, y = global_batch(seed, world_size, per_rank)
+    xl, yl = _local(x, rank, world_size).to(device), _local(y, rank, world_size).to(device)
+    configs = [(p, False) for p in freeze_points] + [(freeze_points[-1], True)]
+    runs = []
+    for point, train_bn in configs:
+        model = fresh_model(seed=seed).to(device)
+        freeze_to(model, point, groups=unit_groups(model), train_bn=train_bn)
+        ddp = nn.parallel.DistributedDataParallel(model)
+        counter = ByteCounter().attach(ddp)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+        runs.append({"model": model, "ddp": ddp, "counter": counter, "opt": opt, "times": [],
+                     "freeze point": point, "train_bn": train_bn,
+                     "trainable parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+
+    def step(run):
+        run["opt"].zero_grad(set_to_none=True)
+        F.cross_entropy(run["ddp"](xl), yl).backward()
+        run["opt"].step()
+
+    for run in runs:  # warm-up: allocations, DDP's first-iteration bookkeeping
+        step(run)
+        run["bytes per step"] = run["counter"].bytes
+    for _ in range(reps):
+        for run in runs:
+            dist.barrier()
+            t0 = time.perf_counter()
+            step(run)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            run["times"].append(time.perf_counter() - t0)
+    if rank != 0:
+        return []
+    return [{"freeze point": r["freeze point"], "train_bn": r["train_bn"],
+             "trainable parameters": r["trainable parameters"], "bytes per step": r["bytes per step"],
+             "median seconds": sorted(r["times"])[len(r["times"]) // 2], "times": r["times"]} for r in runs]
 
 
 def single_process_gradients(seed: int, freeze_point: int, world_size: int, per_rank: int = 8) -> dict:
@@ -258,7 +307,7 @@ def sync_batch_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def batchnorm_worker(rank: int, world_size: int, seed: int, per_rank: int = 2) -> dict:
-    """BN statistics of `layer4[0].bn1` (4x4 feature maps: few values per channel and image): each rank's own
+    """BN statistics of `layer4[0].bn1` (2x2 feature maps: few values per channel and image): each rank's own
     batch, the synchronised ones, and the global batch's."""
     device = _device(dist.get_backend())
     model = fresh_model(seed=seed).to(device).eval()
