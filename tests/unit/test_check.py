@@ -221,3 +221,30 @@ def test_ddp_bytes_and_allreduce_ms(capsys):
     check.ddp_bytes(None, "resnet18", 4)
     out = capsys.readouterr().out
     assert out.count("Correct") == 2 and "Not attempted yet" in out
+
+
+def test_ddp_trap_checks_run_the_learners_function_and_reject_the_traps():
+    from torch import nn
+    import ftcourse
+    from ftcourse import check
+
+    def kept_old_wrapper(model, ddp):
+        ftcourse.unfreeze(model.layer4)
+        return ddp  # the trap: DDP registered only the head when it was built
+
+    with pytest.raises(AssertionError, match="unfreeze first, then build a new DistributedDataParallel"):
+        check.ddp_rewrap(kept_old_wrapper)
+
+    def rewrapped(model, ddp):
+        ftcourse.unfreeze(model.layer4)
+        return nn.parallel.DistributedDataParallel(model)
+
+    check.ddp_rewrap(rewrapped)  # passes; and the group it made is gone again
+    import torch.distributed as dist
+    assert not dist.is_initialized()
+    with pytest.raises(AssertionError, match="frozen layers train again"):
+        check.sync_bn_keeps_pins(nn.SyncBatchNorm.convert_sync_batchnorm)
+    with pytest.raises(AssertionError, match="rebuild"):
+        check.sync_bn_keeps_pins(ftcourse.bn.convert_sync_batchnorm)
+    with pytest.raises(AssertionError, match="rebuild"):
+        check.sync_bn_keeps_pins(lambda model: ftcourse.bn.convert_sync_batchnorm(model))
