@@ -142,3 +142,17 @@ def test_no_line_in_the_package_is_longer_than_120_characters():
     long = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "ftcourse").rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
     assert not long, long
+
+
+def test_the_oldest_set_pins_every_runtime_and_test_dependency_at_its_lower_bound():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("oldest", ROOT / "scripts" / "oldest_constraints.py")
+    oldest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oldest)
+    pins = dict(p.split("==") for p in oldest.lowest_pins())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"] + project["optional-dependencies"]["test"]:
+        name, _, bound = req.partition(">=")
+        assert pins[name.strip()] == bound.split(",")[0].strip(), req
+    assert pins["torch"] == "2.6" and pins["torchvision"] == "0.21"  # the 24-month rule's floor, January 2025
+    assert "make test-oldest" in (ROOT / ".ci" / "run").read_text()
