@@ -116,7 +116,11 @@ def number(answer, expected: float, what: str, rel: float = 1e-3) -> None:
     except (TypeError, ValueError):
         raise AssertionError(f"Your {what} = {answer!r}, expected a number") from None
     if not math.isclose(value, float(expected), rel_tol=rel, abs_tol=1e-12):
-        raise AssertionError(f"Your {what} = {value:.6g}, expected {float(expected):.6g}")
+        # the direction, not the value: a check that printed the answer could be passed by copying it
+        side = "too high" if value > float(expected) else "too low"
+        margin = "an exact answer is expected" if rel < 1e-6 else f"by more than {rel:.1%} of the answer"
+        raise AssertionError(f"Your {what} = {value:.6g} is {side} ({margin}): recompute it; the solution cell "
+                             "below shows the way")
     print(f"Correct: {what} = {value:.6g}")
 
 

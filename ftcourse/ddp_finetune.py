@@ -28,8 +28,9 @@ without torchrun the script runs as one process with no process group. What it d
 - trains with a DistributedSampler: each step's global batch (`--batch-size`, split evenly over the ranks) is
   the same set of images whatever the number of processes, so 2 processes and 1 train on the same batches;
 - checkpoints from rank 0 every `--checkpoint-every` steps and at each stage's end, atomically (a kill during
-  the save leaves the previous checkpoint), tensors only (weights_only=True); `--resume` continues from it
-  with the same weights, optimizer state and data order as a run that was never stopped;
+  the save leaves the previous checkpoint; on several machines put it on storage they share: every rank reads
+  it, and a checkpoint some ranks cannot see stops the run), tensors only (weights_only=True); `--resume`
+  continues from it with the same weights, optimizer state and data order as a run that was never stopped;
 - evaluates the validation and test splits on rank 0 and writes `--out` (JSON, atomically): accuracies, steps,
   world size, backend, seconds per step; `--save` keeps the fine-tuned weights (ftcourse.save_checkpoint).
 """
@@ -176,6 +177,23 @@ def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: i
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "stage": stage}, tmp)
 
 
+def _checkpoint_everywhere(path: Path, backend: str, device: torch.device) -> bool:
+    """Whether the checkpoint exists, agreed by every rank: rank 0 writes it, every rank reads it, so on several
+    machines it must be on storage they share; a checkpoint some ranks see and others do not is an error (they
+    would resume at different steps and hang), not a silent restart."""
+    seen = path.exists()
+    if backend == "none":
+        return seen
+    flags = torch.tensor([int(seen), int(seen)], device=device)
+    low, high = flags.clone(), flags.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if int(low[0]) != int(high[0]):
+        raise SystemExit(f"--resume: {path} exists on some ranks and not on others: put --checkpoint on storage "
+                         "every machine shares (rank 0 writes it, every rank reads it)")
+    return bool(low[0])
+
+
 def run(args) -> dict:
     rank, world, device, backend = _setup()
     try:
@@ -192,7 +210,7 @@ def _run(args, rank, world, device, backend) -> dict:
     replace_head(model, task.num_classes, seed=args.seed)
     model.to(device)
     state, start = None, 0
-    if args.resume and args.checkpoint.exists():
+    if args.resume and _checkpoint_everywhere(args.checkpoint, backend, device):
         state = torch.load(args.checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         start = int(state["step"])

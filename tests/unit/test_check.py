@@ -61,7 +61,7 @@ def test_audit_clean_accepts_the_fixed_tutorial_and_rejects_the_original(model, 
 
 def test_number_param_count_and_normalised(model, capsys):
     check.number(0.1234, 0.1234, "ratio")
-    with pytest.raises(AssertionError, match="Your ratio = 0.2, expected 0.1234"):
+    with pytest.raises(AssertionError, match="Your ratio = 0.2 is too high"):
         check.number(0.2, 0.1234, "ratio")
     expected = sum(p.numel() for p in model.layer3.parameters())
     check.param_count(expected, [model.layer3], "parameters")
@@ -213,7 +213,7 @@ def test_ddp_bytes_and_allreduce_ms(capsys):
     model = ftcourse.torchvision_backbone("resnet18")
     right = 4 * sum(p.numel() for m in (model.layer4, model.fc) for p in m.parameters())
     check.ddp_bytes(right, "resnet18", frozen_units=4)  # stem and layer1-3 frozen
-    with pytest.raises(AssertionError, match="expected"):
+    with pytest.raises(AssertionError, match="is too low .an exact answer is expected."):
         check.ddp_bytes(right // 4, "resnet18", frozen_units=4)  # parameters, not bytes
     check.allreduce_ms(1e3 * 2 * 7 / 8 * 1e9 / 10e9, 1e9, 8, 10e9, "ms")
     with pytest.raises(AssertionError):
