@@ -195,6 +195,10 @@ def _checkpoint_everywhere(path: Path, backend: str, device: torch.device) -> bo
 
 
 def run(args) -> dict:
+    """Fine-tune as the command line says (`args`: the parsed namespace, or the arguments as a list of strings);
+    the result dict (accuracies on rank 0 only). Without torchrun's environment: one process, in this one."""
+    if not isinstance(args, argparse.Namespace):
+        args = _args(list(args))
     rank, world, device, backend = _setup()
     try:
         return _run(args, rank, world, device, backend)
@@ -254,14 +258,15 @@ def _run(args, rank, world, device, backend) -> dict:
             save_checkpoint(model.state_dict(), args.save)
         if args.out is not None:
             atomic_write_text(args.out, json.dumps(result, indent=1))
-        print(json.dumps(result))
     if backend != "none":
         dist.barrier()
     return result
 
 
 def main(argv=None) -> int:
-    run(_args(argv))
+    result = run(_args(argv))
+    if "test accuracy" in result:  # rank 0
+        print(json.dumps(result))
     return 0
 
 

@@ -2,12 +2,14 @@
 
     results = ftcourse.distributed.launch(worker, world_size=2, args=(seed,))
 
-`launch` starts `world_size` processes (spawned: each a fresh Python), joins them into one process group
+`launch` starts `world_size` processes (each a fresh Python, forked from a server process that imported torch
+and ftcourse once, Python's "forkserver": a launch starts in about a second, not the 5 s of importing torch
+in every process; "spawn" where there is no forkserver), joins them into one process group
 (gloo on the CPU, nccl on GPUs), calls `worker(rank, world_size, *args)` in each and returns the list of
 what the ranks returned. It always cleans up: every process is joined or killed and the process group
 destroyed, also when a worker raises (its traceback reaches you in a `WorkerError`) or hangs (a
 `WorkerTimeout` after `timeout` seconds: a hang is nearly always a collective that not every rank
-called). The worker must be importable (defined in a module, not in the notebook): a spawned process
+called). The worker must be importable (defined in a module, not in the notebook): a new process
 imports it by name, and a function defined in a notebook has no module to be imported from.
 
 `ByteCounter` is a DDP communication hook: it all-reduces exactly as DDP's default does and counts the
@@ -23,6 +25,7 @@ import os
 import pickle
 import queue as queue_module
 import socket
+import sys
 import time
 import traceback
 from typing import Any, Callable
@@ -79,14 +82,16 @@ def _check_importable(fn: Callable) -> None:
         raise TypeError(f"worker must be a function worker(rank, world_size, *args), got {type(fn).__name__}")
     if module in (None, "__main__") or "<" in name:
         raise TypeError(f"worker {name or fn!r} is defined in {module or 'no module'} "
-                        "(a notebook or a script): spawned "
+                        "(a notebook or a script): new "
                         "processes can only run a function they can import; put it in a .py module and import it "
                         "from there (lambdas and nested functions cannot be used either)")
 
 
 def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, args: tuple,
-           results: Any, threads: int, timeout: float) -> None:
+           results: Any, threads: int, timeout: float, environ: dict) -> None:
     """What each process runs: join the group, call the worker, report, always leave the group."""
+    os.environ.clear()
+    os.environ.update(environ)  # the launcher's environment now, not the forkserver's when it started
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
@@ -104,6 +109,11 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, ar
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+    results.close()
+    results.join_thread()  # the result has left this process...
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # ...so skip the interpreter's teardown of torch (about 1.5 s a launch)
 
 
 def _check_launch(world_size, timeout, backend) -> str:
@@ -160,6 +170,16 @@ def _reap(procs: list, results: Any, finished: bool) -> None:
     results.close()
 
 
+def _context():
+    """Processes forked from Python's forkserver, which imports this module (so torch and ftcourse) once for all
+    launches; spawn (a fresh interpreter importing everything) where the platform has no forkserver."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | None = None,
            timeout: float = 120.0, threads: int = 1, progress: bool = False) -> list:
     """Run `fn(rank, world_size, *args)` in `world_size` new processes joined by torch.distributed.
@@ -169,16 +189,16 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     rank). threads: torch threads per process (1: two processes share a 2-core CPU without fighting).
     Raises WorkerError with the worker's traceback if a rank raises or dies, WorkerTimeout if the ranks
     have not all returned after `timeout` seconds. No process is left running either way.
-    progress: a tqdm bar that counts the ranks as they return (starting the processes takes seconds).
+    progress: a tqdm bar that counts the ranks as they return (the first launch takes seconds: the forkserver imports torch).
     """
     _check_importable(fn)
     backend = _check_launch(world_size, timeout, backend)
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     results = ctx.Queue()
     port = free_port()
     _LAST["port"], _LAST["processes"] = port, []
     procs = [ctx.Process(target=_entry, args=(rank, world_size, port, backend, fn, tuple(args), results, threads,
-                                              timeout), daemon=True, name=f"ftcourse-rank{rank}")
+                                              timeout, dict(os.environ)), daemon=True, name=f"ftcourse-rank{rank}")
              for rank in range(world_size)]
     done: dict[int, Any] = {}
     bar = None

@@ -1,6 +1,6 @@
 """Lesson 06's workers: what `ftcourse.distributed.launch` runs to show DDP with frozen layers, rates and BatchNorm.
 
-Each is importable (a spawned process imports its worker by name). The first few show how `launch`
+Each is importable (a new process imports its worker by name). The first few show how `launch`
 behaves when things go wrong (errors, hangs, a dying rank); the others measure DDP with frozen layers,
 per-group learning rates and BatchNorm against one process on the same global batch.
 """
@@ -64,7 +64,7 @@ def exiting_worker(rank: int, world_size: int) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Workers that measure DDP with frozen layers, per-group rates and BatchNorm (importable, so that
-# spawned processes can run them). Every rank builds
+# new processes can run them). Every rank builds
 # the same model from the same seed; rank r gets the r-th slice of one global batch of target images.
 # BN layers are pinned to their running statistics (ftcourse.freeze_bn_stats) where a result is
 # compared with one process on the global batch: with batch statistics each rank would normalise by

@@ -17,12 +17,16 @@ pytestmark = pytest.mark.slow  # each launch spawns fresh Python processes (a fe
 
 
 def _workers_left():
-    """Child processes of this test process still alive, but multiprocessing's own resource tracker
-    (started once with the first spawn context, it lives as long as the parent: not a worker)."""
-    left = []
-    for child in psutil.Process().children(recursive=True):
+    """Child processes of this test process still alive, but multiprocessing's own helpers: the resource
+    tracker and the forkserver (each started once, they live as long as the parent; not workers). The workers
+    themselves are the forkserver's children, with its command line, so only direct children can be helpers)."""
+    me, left = psutil.Process(), []
+    for child in me.children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(child.cmdline()):
+            cmd = " ".join(child.cmdline())
+            helper = child.ppid() == me.pid and ("multiprocessing.resource_tracker" in cmd
+                                                  or "multiprocessing.forkserver" in cmd)
+            if child.status() != psutil.STATUS_ZOMBIE and not helper:
                 left.append(child)
         except psutil.NoSuchProcess:
             pass
