@@ -189,7 +189,8 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     rank). threads: torch threads per process (1: two processes share a 2-core CPU without fighting).
     Raises WorkerError with the worker's traceback if a rank raises or dies, WorkerTimeout if the ranks
     have not all returned after `timeout` seconds. No process is left running either way.
-    progress: a tqdm bar that counts the ranks as they return (the first launch takes seconds: the forkserver imports torch).
+    progress: a tqdm bar that counts the ranks as they return (the first launch takes seconds: the forkserver
+    imports torch).
     """
     _check_importable(fn)
     backend = _check_launch(world_size, timeout, backend)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ from ..recipes import (DEFAULTS, fine_tune, freeze_then_discriminative, gradual_
                        shifted_accuracy, surgical_fine_tune, train_from_scratch)
 from ..runtime import seed_everything
 from ..train import evaluate, fit, predict
+from .unseen_tasks import UNSEEN_TASKS, unseen_task
 
 __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "RATES_RUNS", "rates_study",
            "GROUP_RATE_SETUPS", "NOISE_SCALES", "group_rates_study", "group_sensitivity", "TUNE_GRID", "FAMILIES",
@@ -41,7 +44,7 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
            "surgical_study", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
            "ADAMW_RATES", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS",
-           "SURGICAL_RATES", "surgical_tuned_study"]
+           "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
 BN_BATCH_SIZES = (2, 4, 8, 32)
@@ -488,10 +491,16 @@ def recipe_ablation_study(seed: int, tasks=ABLATION_TASKS, shots=ABLATION_SHOTS,
     (what reports), "seconds <arm>", and for recipe arms "chosen rate <arm>" and "adabn <arm>".
     derive: compute an arm from an earlier one of the same cell where that gives the same numbers (_derived).
     """
+    return _arms_on_tasks(lambda name, k: RECIPE_TASKS[name](shots=k, seed=seed), seed, tasks, shots, arms,
+                          baselines, steps, derive)
+
+
+def _arms_on_tasks(make_task, seed: int, tasks, shots, arms, baselines, steps: int, derive: bool) -> dict[str, float]:
+    """recipe_ablation_study's loop, for tasks made by `make_task(name, shots)`."""
     out = {}
     for name in tasks:
         for k in shots:
-            task = RECIPE_TASKS[name](shots=k, seed=seed)
+            task = make_task(name, k)
             prefix = f"{name} {k}/class"
             done = {}  # arm -> (its run_recipe arguments, its numbers, its report)
             for arm in (*baselines, *arms):
@@ -506,6 +515,19 @@ def recipe_ablation_study(seed: int, tasks=ABLATION_TASKS, shots=ABLATION_SHOTS,
                     done[arm] = (_arm_kwargs(arm), result, report)
                 out |= {f"{prefix} {key} {arm}": v for key, v in result.items()}
     return out
+
+
+UNSEEN_ARMS = ("recipe",)  # run_recipe as shipped, against ABLATION_BASELINES
+
+
+def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arms=UNSEEN_ARMS,
+                 baselines=ABLATION_BASELINES, steps: int = DEFAULTS.steps, root=None) -> dict[str, float]:
+    """The recipe and its bars on tasks it was never designed on (`ftcourse.lab.unseen_tasks`: printed letters,
+    shapes), each read through `folder_task` as a learner's folder; keys as recipe_ablation_study's. The folders
+    are written once under `root` (default: ftcourse-unseen in the temporary directory)."""
+    root = Path(tempfile.gettempdir()) / "ftcourse-unseen" if root is None else Path(root)
+    return _arms_on_tasks(lambda name, k: unseen_task(name, root, shots=k, seed=seed), seed, tasks, shots, arms,
+                          baselines, steps, derive=False)
 
 
 # ---------------------------------------------------------------- surgical fine-tuning: which block to train
@@ -586,4 +608,5 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
            "recipe": recipe_study, "surgical": surgical_study}
 # measured into build/ (seed_studies.py --out), not shipped until every seed is in
-IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study}
+IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study,
+               "unseen": unseen_study}
