@@ -43,7 +43,7 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
            "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
            "surgical_study", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
-           "ADAMW_RATES", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS",
+           "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS",
            "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
@@ -388,7 +388,13 @@ def recipe_study(seed: int, tasks=tuple(RECIPE_TASKS), methods=RECIPE_METHODS, s
 ABLATION_TASKS = ("digits", "near", "far")
 ABLATION_SHOTS = (10, 50)  # images per class; every task's pool holds 50
 ADAMW_RATES = (3e-4, 1e-3, 3e-3)  # AdamW's candidates: about 30x below SGD's (fastai's base_lr 2e-3 sits inside)
-# Each arm: run_recipe's keyword arguments, changed from today's recipe (the first arm) in one decision only.
+# The recipe the ablation starts from (run_recipe as it was before the study), spelled out so that a later change
+# of run_recipe's defaults does not change what the arms mean.
+ABLATION_BEFORE = {"rates": (0.01, 0.03, 0.1), "config": {"optimizer": "sgd", "schedule": "onecycle", "augment": 0,
+                                                          "label_smoothing": 0.0, "ema": None, "l2sp": 0.0,
+                                                          "rate_rule": "largest within 1 SE", "probe_fraction": 0.1,
+                                                          "bn_policy": "auto"}}
+# Each arm: run_recipe's keyword arguments, changed from ABLATION_BEFORE (the first arm) in one decision only.
 ABLATION_ARMS = {
     "recipe": {},
     # today's decisions, each switched off or changed alone
@@ -434,10 +440,13 @@ def _ablation_arm(name: str, task: Task, seed: int, steps: int, kwargs: dict | N
 
 
 def _arm_kwargs(name: str) -> dict:
-    """run_recipe's keyword arguments of an ablation arm, its RecipeConfig built."""
-    kwargs = dict(ABLATION_ARMS[name])
-    kwargs["config"] = RecipeConfig(**kwargs.get("config", {}))
-    return kwargs
+    """run_recipe's keyword arguments of an ablation arm (ABLATION_BEFORE with the arm's changes), its RecipeConfig
+    built; "run_recipe": run_recipe's defaults as they are now (the rebuilt recipe)."""
+    if name == "run_recipe":
+        return {}
+    arm = ABLATION_ARMS[name]
+    return {"rates": ABLATION_BEFORE["rates"], **arm,
+            "config": RecipeConfig(**{**ABLATION_BEFORE["config"], **arm.get("config", {})})}
 
 
 def _same_but(a: dict, b: dict, key: str) -> bool:
@@ -468,7 +477,7 @@ def _derived(arm: str, done: dict, task: Task, seed: int, steps: int):
         if "adabn_policy" in kwargs and _same_but(kwargs, pk, "adabn_policy") and pk.get("adabn_policy") is None \
                 and kwargs["adabn_policy"] == report.adabn_applied:
             return dict(result), report
-        if _same_but(kwargs, pk, "config.rate_rule") and report.rate_right and "rates" not in kwargs:
+        if _same_but(kwargs, pk, "config.rate_rule") and report.rate_right and len(kwargs["rates"]) > 1:
             choice = choose_rate(report.rate_right, kwargs["config"].rate_rule)[0]
             if choice == report.chosen_lr:
                 return dict(result), report
@@ -517,7 +526,7 @@ def _arms_on_tasks(make_task, seed: int, tasks, shots, arms, baselines, steps: i
     return out
 
 
-UNSEEN_ARMS = ("recipe",)  # run_recipe as shipped, against ABLATION_BASELINES
+UNSEEN_ARMS = ("run_recipe",)  # run_recipe as it is now (its defaults), against ABLATION_BASELINES
 
 
 def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arms=UNSEEN_ARMS,
