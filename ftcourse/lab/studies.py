@@ -43,8 +43,9 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
            "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
            "surgical_study", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
-           "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS",
-           "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study"]
+           "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS",
+           "SURGICAL_LEE_SETUPS", "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study", "FLOORS",
+           "recipe_floor_study"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
 BN_BATCH_SIZES = (2, 4, 8, 32)
@@ -428,6 +429,10 @@ def _ablation_arm(name: str, task: Task, seed: int, steps: int, kwargs: dict | N
     """(trained model, extra numbers, report or None) of one arm or baseline of the ablation, about `steps` steps."""
     if name == "fine-tune":
         return fine_tune(task, seed, steps=steps)[0], {}, None
+    if name == "scratch":
+        return train_from_scratch(task, seed, steps=steps)[0], {}, None
+    if name == "linear probe":
+        return linear_probe(task, seed, steps=steps)[0], {}, None
     if name.startswith("one call"):
         augment = RandomShift(4, seed=seed) if "shifts" in name else None
         return fastai_fine_tune(task, seed, epochs=fastai_epochs(task, steps), base_lr=FASTAI_BASE_LR,
@@ -526,6 +531,17 @@ def _arms_on_tasks(make_task, seed: int, tasks, shots, arms, baselines, steps: i
     return out
 
 
+FLOORS = ("scratch", "linear probe")  # what the recipe is compared with beside its bars (no pretrained body trained)
+
+
+def recipe_floor_study(seed: int, tasks=ABLATION_TASKS, shots=ABLATION_SHOTS,
+                       steps: int = DEFAULTS.steps) -> dict[str, float]:
+    """Training from scratch and the linear probe in the ablation's cells (same tasks, sizes, seeds, steps and
+    keys), so that the recipe's table has its floors over the same ten seeds."""
+    return _arms_on_tasks(lambda name, k: RECIPE_TASKS[name](shots=k, seed=seed), seed, tasks, shots, (), FLOORS,
+                          steps, derive=False)
+
+
 UNSEEN_ARMS = ("run_recipe",)  # run_recipe as it is now (its defaults), against ABLATION_BASELINES
 
 
@@ -618,4 +634,4 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "recipe": recipe_study, "surgical": surgical_study}
 # measured into build/ (seed_studies.py --out), not shipped until every seed is in
 IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study,
-               "unseen": unseen_study}
+               "unseen": unseen_study, "recipe_floor": recipe_floor_study}

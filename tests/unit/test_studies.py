@@ -57,6 +57,24 @@ def test_recipe_ablation_records_validation_test_and_choices_per_task_size_and_a
         ftcourse.RecipeConfig(**kwargs.get("config", {}))
 
 
+def test_the_floor_study_gives_scratch_and_the_probe_in_the_ablations_cells_and_keys():
+    out = studies.recipe_floor_study(0, tasks=("far",), shots=(10,), steps=6)
+    assert sorted(out) == sorted(f"far 10/class {key} {arm}" for arm in studies.FLOORS
+                                 for key in ("val", "test", "seconds"))
+    assert all(0 <= out[f"far 10/class test {arm}"] <= 1 for arm in studies.FLOORS)
+
+
+def test_the_ablation_arms_are_pinned_to_the_recipe_before_the_study():
+    """Each arm is ABLATION_BEFORE changed in its own keys only, whatever run_recipe's defaults are now."""
+    before = studies._arm_kwargs("recipe")
+    assert before["rates"] == (0.01, 0.03, 0.1) and before["config"].augment == 0
+    assert before["config"].rate_rule == "largest within 1 SE"
+    shifted = studies._arm_kwargs("shifts, one rate 0.03, no short runs")
+    assert shifted["rates"] == (0.03,) and shifted["config"].augment == 4
+    assert shifted["config"].rate_rule == before["config"].rate_rule
+    assert studies._arm_kwargs("run_recipe") == {}  # run_recipe as it is now
+
+
 def test_a_study_in_progress_is_never_written_over_the_shipped_files():
     import subprocess
     import sys
