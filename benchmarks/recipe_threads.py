@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,14 +27,19 @@ from ftcourse.lab import studies
 
 
 def run(arm: str, task_name: str, shots: int, seed: int, threads: int) -> dict[str, float]:
-    """One recipe run with `threads` torch threads: its accuracies and choices."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    """One recipe run with `threads` torch threads: its accuracies and choices. run_recipe's seed_everything sets
+    the thread count from $FTCOURSE_THREADS, so that is what is set (and the count checked after the run)."""
+    before = os.environ.get("FTCOURSE_THREADS")
+    os.environ["FTCOURSE_THREADS"] = str(threads)
     try:
         task = studies.RECIPE_TASKS[task_name](shots=shots, seed=seed)
         _, report = ftcourse.run_recipe(task, seed=seed, fold=False, **studies._arm_kwargs(arm))
+        assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
     finally:
-        torch.set_num_threads(before)
+        if before is None:
+            os.environ.pop("FTCOURSE_THREADS")
+        else:
+            os.environ["FTCOURSE_THREADS"] = before
     return {"val": report.val_accuracy, "test": report.test_accuracy, "rate": report.chosen_lr,
             "adabn": float(report.adabn_applied)}
 
