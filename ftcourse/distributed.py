@@ -88,8 +88,10 @@ def _check_importable(fn: Callable) -> None:
 
 
 def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, args: tuple,
-           results: Any, threads: int, timeout: float, environ: dict) -> None:
-    """What each process runs: join the group, call the worker, report, always leave the group."""
+           results: Any, threads: int, timeout: float, environ: dict, leave: Any) -> None:
+    """What each process runs: join the group, call the worker, report, wait until the launcher says every rank
+    has reported (`leave`), leave the group. A rank that closed its connections as soon as it was done could cut
+    off a slower rank still reading that rank's last message of a collective: a hang or a "connection closed"."""
     os.environ.clear()
     os.environ.update(environ)  # the launcher's environment now, not the forkserver's when it started
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -107,6 +109,7 @@ def _entry(rank: int, world_size: int, port: int, backend: str, fn: Callable, ar
     except BaseException:  # noqa: BLE001 - everything a worker raises goes back to the launcher
         results.put((rank, "error", traceback.format_exc()))
     finally:
+        leave.wait(timeout)
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     results.close()
@@ -129,6 +132,16 @@ def _check_launch(world_size, timeout, backend) -> str:
     return backend
 
 
+def _dead(procs: list, done: dict[int, Any], wait: float = 0.0) -> int | None:
+    """The first rank that exited with an error code without a result (looking for up to `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        dead = [r for r, p in enumerate(procs) if r not in done and p.exitcode not in (None, 0)]
+        if dead or time.monotonic() >= deadline:
+            return dead[0] if dead else None
+        time.sleep(0.05)
+
+
 def _collect(procs: list, results: Any, timeout: float, done: dict[int, Any], bar) -> None:
     """Fill `done` with each rank's value as it arrives; raise on an error, a dead rank or the deadline."""
     world_size, deadline = len(procs), time.monotonic() + timeout
@@ -142,20 +155,27 @@ def _collect(procs: list, results: Any, timeout: float, done: dict[int, Any], ba
         try:
             rank, status, payload = results.get(timeout=min(left, 0.2))
         except queue_module.Empty:
-            dead = [r for r, p in enumerate(procs) if r not in done and p.exitcode not in (None, 0)]
-            if dead:
-                raise WorkerError(f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} "
+            dead = _dead(procs, done)
+            if dead is not None:
+                raise WorkerError(f"rank {dead} died with exit code {procs[dead].exitcode} "
                                   "without a result (killed, out of memory, or a crash in native code)") from None
             continue
         if status == "error":
+            dead = _dead(procs, done, wait=1.0)  # a rank that died first is the cause; this error, its echo
+            if dead is not None and dead != rank:
+                raise WorkerError(f"rank {dead} died with exit code {procs[dead].exitcode} without a result "
+                                  f"(killed, out of memory, or a crash in native code); then rank {rank} raised: "
+                                  f"{payload.strip().splitlines()[-1]}")
             raise WorkerError(f"rank {rank} of {world_size} raised:\n{payload}")
         done[rank] = pickle.loads(payload)
         if bar is not None:
             bar.update(1)
 
 
-def _reap(procs: list, results: Any, finished: bool) -> None:
-    """Join every process (briefly if a rank failed), terminate then kill what is still alive, close the queue."""
+def _reap(procs: list, results: Any, leave: Any, finished: bool) -> None:
+    """Let the ranks leave; join every process (briefly if a rank failed), terminate then kill what is still alive,
+    close the queue."""
+    leave.set()
     for p in procs:
         if p.pid is not None:
             p.join(timeout=10 if finished else 0.5)
@@ -195,12 +215,12 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     _check_importable(fn)
     backend = _check_launch(world_size, timeout, backend)
     ctx = _context()
-    results = ctx.Queue()
+    results, leave = ctx.Queue(), ctx.Event()
     port = free_port()
     _LAST["port"], _LAST["processes"] = port, []
     procs = [ctx.Process(target=_entry, args=(rank, world_size, port, backend, fn, tuple(args), results, threads,
-                                              timeout, dict(os.environ)), daemon=True, name=f"ftcourse-rank{rank}")
-             for rank in range(world_size)]
+                                              timeout, dict(os.environ), leave),
+                         daemon=True, name=f"ftcourse-rank{rank}") for rank in range(world_size)]
     done: dict[int, Any] = {}
     bar = None
     if progress:
@@ -214,7 +234,7 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str | N
     finally:
         if bar is not None:
             bar.close()
-        _reap(procs, results, finished=len(done) == world_size)
+        _reap(procs, results, leave, finished=len(done) == world_size)
     return [done[r] for r in range(world_size)]
 
 
