@@ -52,6 +52,7 @@ def table(per_seed: dict[int, dict[str, float]], prefix: str, base: str = "recip
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path, help="results files of recipe_ablation (e.g. build/studies/*/)")
+    ap.add_argument("--base", default="recipe", help="the arm every other is compared with (default: recipe)")
     args = ap.parse_args(argv)
     per_seed = merged_seeds(args.files)
     if not per_seed:
@@ -59,8 +60,8 @@ def main(argv=None) -> None:
     for task in studies.ABLATION_TASKS:
         for shots in studies.ABLATION_SHOTS:
             prefix = f"{task} {shots}/class"
-            if all(f"{prefix} test recipe" in r for r in per_seed.values()):
-                print(table(per_seed, prefix), end="\n\n")
+            if all(f"{prefix} test {args.base}" in r for r in per_seed.values()):
+                print(table(per_seed, prefix, args.base), end="\n\n")
 
 
 if __name__ == "__main__":

@@ -62,16 +62,18 @@ def results_path(name: str) -> Path:
 
 
 def write_results(name: str, per_seed: dict[int, dict[str, float]], command: str, seconds: float,
-                  path: Path | None = None, code: str | dict[int, str] | None = None) -> None:
+                  path: Path | None = None, code: str | dict[int, str] | None = None,
+                  machine: str | None = None) -> None:
     """Write one study's per-seed numbers with how they were made (command, torch, machine, date), atomically.
 
     `code`: the `code_fingerprint()` of the package that measured them, one for all seeds or {seed: fingerprint}.
+    `machine`: where they were measured, when not by this process (default: this machine and thread count).
     """
     if isinstance(code, dict):
         code = {str(s): c for s, c in code.items()}
     path = results_path(name) if path is None else Path(path)
     payload = {"study": name, "command": command, "seconds": round(seconds, 1), "torch": torch.__version__,
-               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+               "machine": machine or f"{platform.machine()}, {torch.get_num_threads()} threads",
                "date": datetime.date.today().isoformat(), **({"code": code} if code else {}),
                "seeds": {str(s): v for s, v in per_seed.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)

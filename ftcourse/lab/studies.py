@@ -421,6 +421,9 @@ ABLATION_ARMS = {
     "shifts, paired rule, no AdaBN": {"config": {"augment": 4, "rate_rule": "smallest within 1 SE, paired"},
                                       "adabn_policy": False},
     "shifts, one rate 0.03, no short runs": {"config": {"augment": 4}, "rates": (0.03,)},
+    # its AdaBN threshold tested both ways (on the old recipe, "always AdaBN" was level or ahead in every cell)
+    "shifts, one rate 0.03, always AdaBN": {"config": {"augment": 4}, "rates": (0.03,), "adabn_policy": True},
+    "shifts, one rate 0.03, never AdaBN": {"config": {"augment": 4}, "rates": (0.03,), "adabn_policy": False},
 }
 ABLATION_BASELINES = ("fine-tune", "one call", "one call, shifts of up to 4 px")  # the bars the recipe must meet
 

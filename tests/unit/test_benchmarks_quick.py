@@ -212,3 +212,57 @@ def test_recipe_ablation_table_pairs_every_arm_with_the_recipe_over_merged_files
                             str(tmp_path / "b.json"), str(tmp_path / "c.json")], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
     assert again.returncode != 0 and "seed 4 is in more than one file" in again.stderr
+
+
+def test_merge_ablation_joins_parts_checks_repeats_and_completes_the_forced_adabn_arms(tmp_path):
+    from ftcourse.lab import studies
+    arms = [*studies.ABLATION_BASELINES, *studies.ABLATION_ARMS]
+    cells = [f"{t} {k}/class" for t in studies.ABLATION_TASKS for k in studies.ABLATION_SHOTS]
+    forced = ("shifts, one rate 0.03, always AdaBN", "shifts, one rate 0.03, never AdaBN")
+
+    def numbers(seed):  # every arm but the two forced ones; AdaBN applied on far only
+        out = {}
+        for cell in cells:
+            for i, arm in enumerate(a for a in arms if a not in forced):
+                out |= {f"{cell} val {arm}": 0.5 + 0.01 * i + seed, f"{cell} test {arm}": 0.4 + 0.01 * i,
+                        f"{cell} seconds {arm}": 10.0 + seed}
+                if arm in studies.ABLATION_ARMS:
+                    out |= {f"{cell} chosen rate {arm}": 0.03, f"{cell} adabn {arm}": float(cell.startswith("far"))}
+        return out
+
+    def supplement(seed):  # each forced arm where the gap decided the other way, as /tmp supplement runs wrote it
+        out = {"_seconds": 5.0}
+        for cell in cells:
+            arm = forced[1] if cell.startswith("far") else forced[0]
+            out |= {f"{cell} val {arm}": 0.9, f"{cell} test {arm}": 0.8, f"{cell} seconds {arm}": 1.0,
+                    f"{cell} chosen rate {arm}": 0.03, f"{cell} adabn {arm}": float(arm == forced[0])}
+        return out
+
+    (tmp_path / "a.json").write_text(json.dumps({"seeds": {"0": numbers(0), "1": numbers(1)}, "seconds": 7.0,
+                                                 "machine": "x86_64, 1 threads"}))
+    again = {"seeds": {"1": {k: v + (1.0 if " seconds " in k else 0.0) for k, v in numbers(1).items()}}}
+    (tmp_path / "b.json").write_text(json.dumps(again))  # seed 1 again: equal but for wall seconds
+    for seed in (0, 1):
+        (tmp_path / f"supp_seed{seed}.json").write_text(json.dumps(supplement(seed)))
+    script = str(ROOT / "benchmarks" / "merge_ablation.py")
+    parts = [str(tmp_path / n) for n in ("a.json", "b.json", "supp_seed0.json", "supp_seed1.json")]
+    out = subprocess.run([sys.executable, script, "--out", str(tmp_path / "m.json"), *parts], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "seeds [0, 1], 12 cells copied from a parent run" in out.stdout  # 2 seeds x (4 + 2) cells
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["machine"] == "x86_64, 1 threads" and merged["seconds"] == 17.0
+    one = merged["seeds"]["1"]
+    parent = "shifts, one rate 0.03, no short runs"
+    assert one[f"far 10/class test {forced[0]}"] == one[f"far 10/class test {parent}"]  # AdaBN applied: the parent
+    assert one[f"far 10/class test {forced[1]}"] == 0.8 and one[f"near 50/class test {forced[0]}"] == 0.8
+    assert one[f"near 50/class test {forced[1]}"] == one[f"near 50/class test {parent}"]
+    assert one[f"near 50/class seconds {parent}"] == 11.0  # the first part's wall time
+    again["seeds"]["1"]["far 10/class test recipe"] += 0.001  # a recomputed arm that does not agree
+    (tmp_path / "b.json").write_text(json.dumps(again))
+    bad = subprocess.run([sys.executable, script, "--out", str(tmp_path / "m2.json"), *parts], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "seed 1: 'far 10/class test recipe' is" in bad.stderr
+    short = subprocess.run([sys.executable, script, "--out", str(tmp_path / "m3.json"), parts[0]], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert short.returncode != 0 and "numbers missing" in short.stderr and not (tmp_path / "m3.json").exists()
