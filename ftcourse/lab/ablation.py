@@ -1,0 +1,123 @@
+"""Which of the recipe's decisions earn their place: the ablation's arms (studies.recipe_ablation_study) read on
+validation by one rule, fixed before the last four seeds were measured.
+
+The unit is the seed. For each seed, an arm's validation accuracy is averaged over the six cells (three tasks,
+10 and 50 images per class), and so is the arm it is compared with; `ftcourse.paired` compares the two over the
+seeds (10 per-seed means, a 95 % interval, wins, a verdict). The rule prefers the simpler recipe:
+- a decision of the old recipe stays only if the arm without it is "behind" (validation says it helps);
+- a setting the old recipe did not have joins only if its arm is "ahead";
+- an alternative to an old setting (another rate rule, optimizer or schedule) replaces it only if "ahead".
+Test accuracy is shown beside, never used to decide. The settings that pass are then run together
+(`COMBINED`), and the same rule picks among the combined arms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftcourse import Table, paired
+from ftcourse.compare import PairedComparison
+
+from . import studies
+
+__all__ = ["Decision", "DECISIONS", "SIMPLEST", "COMBINED", "final_arm", "CELLS", "cell_mean", "compare", "outcome",
+           "decision_table", "combined_table"]
+
+CELLS = tuple(f"{t} {k}/class" for t in studies.ABLATION_TASKS for k in studies.ABLATION_SHOTS)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision of the ablation: `arm` changes it alone from `base`. kind: "drop" (the arm removes an old
+    decision: it stays only if the arm is behind), "add" (the arm adds a setting: it joins only if ahead) or
+    "replace" (the arm swaps an old setting for another: only if ahead)."""
+
+    name: str
+    arm: str
+    kind: str
+    base: str = "recipe"
+
+
+DECISIONS = (
+    Decision("AdaBN when the BN gap is over the threshold", "no AdaBN", "drop"),
+    Decision("the threshold (instead of AdaBN always)", "always AdaBN", "drop"),
+    Decision("head warm-up on cached features", "no head warm-up", "drop"),
+    Decision("the rate chosen by short runs (0.01, 0.03, 0.1)", "one rate 0.03, no short runs", "drop"),
+    Decision("the short runs' steps taken from the final run", "final run of all the steps", "drop"),
+    Decision("BN batch statistics (not frozen)", "frozen BN statistics", "replace"),
+    Decision("rate rule: largest within 1 binomial SE", "rule: smallest within 1 SE, paired", "replace"),
+    Decision("rate rule: largest within 1 binomial SE", "rule: best", "replace"),
+    Decision("short runs of 20 steps", "short runs of 40 steps", "replace"),
+    Decision("SGD with momentum", "AdamW", "replace"),
+    Decision("one-cycle schedule", "cosine schedule", "replace"),
+    Decision("one-cycle schedule", "constant rate", "replace"),
+    Decision("random shifts of up to 4 px", "shifts of up to 4 px", "add"),
+    Decision("label smoothing 0.1", "label smoothing 0.1", "add"),
+    Decision("EMA of the weights, 0.98", "EMA of weights 0.98", "add"),
+    Decision("L2-SP, alpha 0.1", "L2-SP 0.1", "add"),
+)
+# The settings that passed, run together: the old recipe with shifts and one rate (no short runs). Its simplest form
+# has no AdaBN; each other combined arm adds one thing back and joins only if "ahead" of it (the same rule).
+SIMPLEST = "shifts, one rate 0.03, never AdaBN"
+COMBINED = (
+    Decision("AdaBN when the BN gap is over the threshold", "shifts, one rate 0.03, no short runs", "add", SIMPLEST),
+    Decision("AdaBN always", "shifts, one rate 0.03, always AdaBN", "add", SIMPLEST),
+    Decision("the rate chosen by short runs, AdaBN by the gap", "shifts of up to 4 px", "add", SIMPLEST),
+)
+
+
+def cell_mean(per_seed: dict[int, dict[str, float]], arm: str, split: str = "val", cells=CELLS) -> dict[int, float]:
+    """{seed: the arm's `split` accuracy averaged over `cells`}."""
+    missing = [f"{c} {split} {arm}" for c in cells for r in per_seed.values() if f"{c} {split} {arm}" not in r]
+    if missing:
+        raise KeyError(f"the ablation holds no {missing[0]!r}: run that arm on every seed first")
+    return {s: sum(r[f"{c} {split} {arm}"] for c in cells) / len(cells) for s, r in per_seed.items()}
+
+
+def compare(per_seed: dict[int, dict[str, float]], decision: Decision, split: str = "val") -> PairedComparison:
+    """The decision's arm against its base, seed by seed, each seed's accuracy averaged over the six cells."""
+    return paired(cell_mean(per_seed, decision.arm, split), cell_mean(per_seed, decision.base, split),
+                  (decision.arm, decision.base))
+
+
+def outcome(decision: Decision, comparison: PairedComparison) -> str:
+    """What the rule does with a decision, given its arm's validation comparison with the base."""
+    if decision.kind == "drop":
+        return "stays" if comparison.verdict == "behind" else "dropped"
+    if decision.kind == "add":
+        return "joins" if comparison.verdict == "ahead" else "left out"
+    return "replaces it" if comparison.verdict == "ahead" else "old kept"
+
+
+def _rows(per_seed, decisions) -> list[dict]:
+    rows = []
+    for d in decisions:
+        val, test = compare(per_seed, d, "val"), compare(per_seed, d, "test")
+        rows.append({"decision": d.name, "arm": d.arm, "val (points)": 100 * val.mean,
+                     "val 95 % interval": val.interval_text(), "val wins": f"{val.wins}/{val.n}",
+                     "verdict": val.verdict.replace("not distinguishable", "n.d."), "rule": outcome(d, val),
+                     "test (points)": 100 * test.mean})
+    return rows
+
+
+def decision_table(per_seed: dict[int, dict[str, float]], decisions=DECISIONS) -> Table:
+    """One row per decision: its arm minus the base on validation (mean over six cells, seed by seed), the rule's
+    outcome, and test accuracy beside (not used)."""
+    return Table(_rows(per_seed, decisions), title=f"each decision changed alone, seeds {sorted(per_seed)}: "
+                 "arm minus old recipe, validation accuracy averaged over 3 tasks x 2 sizes",
+                 formats={"val (points)": "{:+.1f}", "test (points)": "{:+.1f}"},
+                 notes=["n.d.: not distinguishable; drop: the decision stays only if removing it is behind; "
+                        "add or replace: only if ahead. Test accuracy is shown, never used."])
+
+
+def combined_table(per_seed: dict[int, dict[str, float]], decisions=COMBINED) -> Table:
+    """The settings that passed, together: each combined arm against SIMPLEST by the same rule."""
+    return Table(_rows(per_seed, decisions), title=f"the settings that passed, together, seeds {sorted(per_seed)}: "
+                 f"each arm minus {SIMPLEST!r}",
+                 formats={"val (points)": "{:+.1f}", "test (points)": "{:+.1f}"})
+
+
+def final_arm(per_seed: dict[int, dict[str, float]], decisions=COMBINED) -> str:
+    """The rebuilt recipe's arm: of the combined arms that join (ahead of SIMPLEST on validation), the one with the
+    highest validation mean; SIMPLEST if none does."""
+    joined = [(compare(per_seed, d).mean, d.arm) for d in decisions if outcome(d, compare(per_seed, d)) == "joins"]
+    return max(joined)[1] if joined else SIMPLEST

@@ -1,0 +1,54 @@
+"""The rule that reads the recipe's ablation (ftcourse.lab.ablation), on made-up numbers with known effects."""
+import pytest
+
+from ftcourse.lab import ablation, studies
+
+ARMS = [*studies.ABLATION_BASELINES, *studies.ABLATION_ARMS]
+
+
+def _numbers(effects: dict[str, float], seeds=range(10)) -> dict[int, dict[str, float]]:
+    """Each arm at 0.6 plus its effect (points) plus a little seed-to-seed noise on every cell, val and test."""
+    out = {}
+    for s in seeds:
+        noise = (-1) ** s * 0.003 * (1 + s % 3)
+        out[s] = {f"{c} {split} {arm}": 0.6 + effects.get(arm, 0.0) / 100 + noise * (arm != "recipe")
+                  for c in ablation.CELLS for split in ("val", "test") for arm in ARMS}
+    return out
+
+
+def test_the_rule_keeps_a_decision_only_if_removing_it_is_behind_and_adds_a_setting_only_if_ahead():
+    per_seed = _numbers({"no head warm-up": -5, "no AdaBN": -0.1, "shifts of up to 4 px": 3, "AdamW": 0.2,
+                         "label smoothing 0.1": -3})
+    rows = {r["arm"]: r for r in ablation.decision_table(per_seed).rows}
+    assert rows["no head warm-up"]["rule"] == "stays" and rows["no head warm-up"]["verdict"] == "behind"
+    assert rows["no AdaBN"]["rule"] == "dropped"  # not distinguishable: the simpler recipe
+    assert rows["shifts of up to 4 px"]["rule"] == "joins" and rows["shifts of up to 4 px"]["val wins"] == "10/10"
+    assert rows["AdamW"]["rule"] == "old kept" and rows["label smoothing 0.1"]["rule"] == "left out"
+    assert rows["frozen BN statistics"]["rule"] == "old kept"  # an alternative, not a simplification
+    assert rows["no head warm-up"]["val (points)"] == pytest.approx(-5, abs=0.5)
+
+
+def test_the_final_arm_is_the_simplest_combination_unless_another_is_ahead_of_it():
+    assert ablation.final_arm(_numbers({})) == ablation.SIMPLEST
+    per_seed = _numbers({"shifts, one rate 0.03, always AdaBN": 2, "shifts of up to 4 px": 1})
+    assert ablation.final_arm(per_seed) == "shifts, one rate 0.03, always AdaBN"
+    rows = ablation.combined_table(per_seed).rows
+    assert [r["rule"] for r in rows] == ["left out", "joins", "joins"]
+
+
+def test_validation_decides_and_test_never_does():
+    per_seed = _numbers({})
+    for numbers in per_seed.values():  # a setting far ahead on test only
+        for c in ablation.CELLS:
+            numbers[f"{c} test shifts of up to 4 px"] += 0.2
+    row = next(r for r in ablation.decision_table(per_seed).rows if r["arm"] == "shifts of up to 4 px")
+    assert row["rule"] == "left out" and row["test (points)"] == pytest.approx(20, abs=1)
+
+
+def test_every_decision_names_an_arm_of_the_study_and_a_missing_one_says_so():
+    assert all(d.arm in studies.ABLATION_ARMS and d.kind in ("drop", "add", "replace")
+               for d in (*ablation.DECISIONS, *ablation.COMBINED))
+    per_seed = _numbers({})
+    del per_seed[3]["far 50/class val AdamW"]
+    with pytest.raises(KeyError, match="far 50/class val AdamW.*run that arm on every seed"):
+        ablation.decision_table(per_seed)
