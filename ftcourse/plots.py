@@ -1,5 +1,5 @@
 """The course's plots (matplotlib only): gradient norm per layer group, filters, images, cost vs freeze point,
-update size per layer group.
+update size per layer group, paired comparisons.
 
 Every plot has a title and labelled axes with units, draws on `ax` if given (else a new figure), and
 returns the axes; call `plt.show()` after it in a notebook.
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __all__ = ["FROZEN_COLOUR", "COURSE_STYLE", "use_course_style", "plot_group_grad_norms", "show_filters", "show_images",
-           "plot_cost_vs_freeze", "plot_update_ratios"]
+           "plot_cost_vs_freeze", "plot_update_ratios", "plot_paired"]
 
 FROZEN_COLOUR = "#c8c8c8"  # grey: frozen groups in every plot of the course
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -247,6 +247,40 @@ def plot_update_ratios(ratios: dict, group_names, ax=None, title: str = "How far
     ax.set_ylabel("||W_after - W_before|| / ||W_before||, log")
     ax.set_title(title)
     ax.legend()
+    if own:
+        ax.figure.tight_layout()
+    return ax
+
+
+def plot_paired(comparisons: Sequence, ax=None, scale: float = 100, unit: str = "points",
+                title: str = "Paired differences over seeds (95 % interval)", labels: Sequence[str] | None = None):
+    """One row per ftcourse.paired comparison: its mean difference (a dot) and its 95 % interval (a whisker), with
+    a line at 0. A whisker that crosses 0 is "not distinguishable"; filled dots are "ahead" or "behind".
+
+    labels: one per comparison (default "<a> vs <b>"). Returns the axes; call plt.show() after it.
+    """
+    import matplotlib.pyplot as plt
+
+    comparisons = list(comparisons)
+    labels = [f"{c.name_a} vs {c.name_b}" for c in comparisons] if labels is None else list(labels)
+    if len(labels) != len(comparisons):
+        raise ValueError(f"{len(labels)} labels for {len(comparisons)} comparisons: give one label each")
+    own = ax is None
+    if own:
+        ax = plt.subplots(figsize=(8, 0.45 * len(comparisons) + 1.4))[1]
+    ys = np.arange(len(comparisons))[::-1]
+    for y, c in zip(ys, comparisons):
+        lo, hi = c.interval
+        decided = c.verdict in ("ahead", "behind")
+        colour = _COLOURS[0] if decided else "#777777"
+        if math.isfinite(lo):
+            ax.plot([scale * lo, scale * hi], [y, y], color=colour, lw=2)
+        ax.plot(scale * c.mean, y, "o", ms=8, color=colour, mfc=colour if decided else "white")
+    ax.axvline(0, color="#333333", lw=1)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels)
+    ax.set_xlabel(f"difference ({unit}); filled: the interval excludes 0")
+    ax.set_title(title)
     if own:
         ax.figure.tight_layout()
     return ax

@@ -99,3 +99,20 @@ def test_course_style_makes_every_text_at_least_11_pt():
         sizes = [matplotlib.rcParams[k] for k in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
                                                   "ytick.labelsize", "legend.fontsize")]
         assert all(float(s) >= 11 for s in sizes), sizes
+
+
+def test_plot_paired_draws_one_dot_and_whisker_per_comparison_filled_when_decided():
+    ahead = ftcourse.paired([0.7, 0.72, 0.71], [0.6, 0.61, 0.6], ("a", "b"))
+    unclear = ftcourse.paired([0.6, 0.7, 0.5], [0.6, 0.6, 0.6], ("c", "b"))
+    ax = plots.plot_paired([ahead, unclear], labels=["a minus b", "c minus b"])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a minus b", "c minus b"]
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(dots) == 2 and dots[0].get_xdata()[0] == pytest.approx(100 * ahead.mean)
+    assert dots[0].get_markerfacecolor() != "white" and dots[1].get_markerfacecolor() == "white"
+    whiskers = [line for line in ax.lines if line.get_marker() != "o" and len(line.get_xdata()) == 2
+                and line.get_ydata()[0] == line.get_ydata()[1]]
+    assert len(whiskers) == 2 and whiskers[0].get_xdata()[0] == pytest.approx(100 * ahead.interval[0])
+    with pytest.raises(ValueError, match="give one label each"):
+        plots.plot_paired([ahead], labels=["x", "y"])
+    import matplotlib.pyplot as plt
+    plt.close("all")
