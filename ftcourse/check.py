@@ -8,6 +8,7 @@ unanswered exercises still runs top to bottom.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,8 @@ from .train import evaluate
 
 __all__ = ["not_attempted", "frozen_head_only", "trains_only", "audit_clean", "number", "param_count", "normalised",
            "bn_affine", "folded_conv", "adabn_adapted", "param_groups_match", "learning_rates", "feature_change_ratios",
-           "ddp_bytes", "allreduce_ms", "ddp_allreduce_ms", "ddp_rewrap", "sync_bn_keeps_pins"]
+           "ddp_bytes", "allreduce_ms", "ddp_allreduce_ms", "ddp_rewrap", "sync_bn_keeps_pins", "cell_mean_differences",
+           "validation_images"]
 
 
 def not_attempted(answer, what: str) -> bool:
@@ -416,3 +418,43 @@ def sync_bn_keeps_pins(convert) -> None:
     if any(p is not weights[n] for n, p in out.named_parameters()):
         raise AssertionError("the converted model has new parameters: keep the model's own weights")
     print(f"Correct: every BN layer is a SyncBatchNorm and the {len(pinned)} frozen ones stay pinned after train()")
+
+
+def cell_mean_differences(answer, per_seed: Mapping, arm: str, base: str, cells, split: str = "val") -> None:
+    """Exercise (reading an ablation): {seed: the arm's `split` accuracy averaged over `cells` minus the base's}.
+
+    per_seed: {seed: {"<cell> <split> <arm>": accuracy, ...}}, as the recipe's ablation file holds them.
+    """
+    what = f"per-seed differences of {arm!r} minus {base!r}"
+    if not_attempted(answer, what):
+        return
+    if not isinstance(answer, Mapping):
+        raise AssertionError(f"Your answer is a {type(answer).__name__}; give a dict {{seed: difference}}")
+    cells = list(cells)
+    expected = {s: sum(r[f"{c} {split} {arm}"] - r[f"{c} {split} {base}"] for c in cells) / len(cells)
+                for s, r in per_seed.items()}
+    if set(answer) != set(expected):
+        raise AssertionError(f"Your answer has seeds {sorted(answer)}; give one difference for each seed of the "
+                             f"ablation ({len(expected)} seeds)")
+    wrong = [s for s in expected if not math.isclose(float(answer[s]), expected[s], abs_tol=1e-9)]
+    if wrong:
+        raise AssertionError(f"Your difference on seed(s) {wrong[:3]} is off: average the arm's {split} accuracy "
+                             f"over the {len(cells)} cells and subtract the base's average")
+    mean = sum(expected.values()) / len(expected)
+    print(f"Correct: {len(expected)} per-seed differences, mean {100 * mean:+.1f} points")
+
+
+def validation_images(answer, accuracy: float, standard_error: float) -> None:
+    """Exercise (how big a validation split must be): the fewest images for which the standard error of an
+    accuracy near `accuracy`, sqrt(a (1 - a) / n), is at most `standard_error`."""
+    what = f"validation images for a standard error of at most {standard_error:g}"
+    if not_attempted(answer, what):
+        return
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != int(answer):
+        raise AssertionError(f"Your answer {answer!r} is not a whole number of images")
+    need = math.ceil(accuracy * (1 - accuracy) / standard_error ** 2 - 1e-9)
+    if int(answer) != need:
+        side = "too many: a smaller split is enough" if answer > need else "too few: its standard error is larger"
+        raise AssertionError(f"Your {int(answer)} images are {side}; solve sqrt(a (1 - a) / n) <= "
+                             f"{standard_error:g} for the smallest whole n")
+    print(f"Correct: {need} images (one image is then {100 / need:.2f} points)")

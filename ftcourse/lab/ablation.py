@@ -12,15 +12,17 @@ Test accuracy is shown beside, never used to decide. The settings that pass are 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, fields
 
 from ftcourse import Table, paired
+from ftcourse.autopilot import RecipeConfig, run_recipe
 from ftcourse.compare import PairedComparison
 
 from . import studies
 
 __all__ = ["Decision", "DECISIONS", "SIMPLEST", "COMBINED", "final_arm", "CELLS", "cell_mean", "compare", "outcome",
-           "decision_table", "combined_table"]
+           "decision_table", "combined_table", "defaults_differ"]
 
 CELLS = tuple(f"{t} {k}/class" for t in studies.ABLATION_TASKS for k in studies.ABLATION_SHOTS)
 
@@ -121,3 +123,20 @@ def final_arm(per_seed: dict[int, dict[str, float]], decisions=COMBINED) -> str:
     highest validation mean; SIMPLEST if none does."""
     joined = [(compare(per_seed, d).mean, d.arm) for d in decisions if outcome(d, compare(per_seed, d)) == "joins"]
     return max(joined)[1] if joined else SIMPLEST
+
+
+def defaults_differ(arm: str) -> list[str]:
+    """How `run_recipe()`'s defaults differ from an ablation arm's arguments, one line each; [] when they run it."""
+    defaults = {k: p.default for k, p in inspect.signature(run_recipe).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    defaults["config"] = RecipeConfig() if defaults["config"] is None else defaults["config"]
+    wanted = {"adabn_policy": None, "final_steps": None, "head_steps": None, **studies._arm_kwargs(arm)}
+    out = []
+    for key, value in wanted.items():
+        if key == "config":
+            out += [f"config.{f.name}: run_recipe {getattr(defaults['config'], f.name)!r}, "
+                    f"{arm!r} {getattr(value, f.name)!r}" for f in fields(RecipeConfig)
+                    if getattr(defaults["config"], f.name) != getattr(value, f.name)]
+        elif (tuple(defaults[key]) if key == "rates" else defaults[key]) != value:
+            out.append(f"{key}: run_recipe {defaults[key]!r}, {arm!r} {value!r}")
+    return out

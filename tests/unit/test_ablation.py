@@ -52,3 +52,12 @@ def test_every_decision_names_an_arm_of_the_study_and_a_missing_one_says_so():
     del per_seed[3]["far 50/class val AdamW"]
     with pytest.raises(KeyError, match="far 50/class val AdamW.*run that arm on every seed"):
         ablation.decision_table(per_seed)
+
+
+def test_defaults_differ_names_each_setting_where_run_recipe_is_not_the_arm():
+    off = ablation.defaults_differ("recipe")  # the old recipe: it differs from today's defaults, if at all, by name
+    assert all(line.split(":")[0] in ("rates", "adabn_policy", "final_steps", "head_steps")
+               or line.startswith("config.") for line in off)
+    assert any(line.startswith("config.label_smoothing") for line in ablation.defaults_differ("label smoothing 0.1"))
+    assert any(line.startswith("head_steps: run_recipe None, 'no head warm-up' 0")
+               for line in ablation.defaults_differ("no head warm-up"))

@@ -248,3 +248,24 @@ def test_ddp_trap_checks_run_the_learners_function_and_reject_the_traps():
         check.sync_bn_keeps_pins(ftcourse.bn.convert_sync_batchnorm)
     with pytest.raises(AssertionError, match="rebuild"):
         check.sync_bn_keeps_pins(lambda model: ftcourse.bn.convert_sync_batchnorm(model))
+
+
+def test_cell_mean_differences_recomputes_the_per_seed_average_and_names_a_wrong_seed(capsys):
+    per_seed = {0: {"a 1 val x": 0.5, "a 1 val y": 0.4, "b 1 val x": 0.7, "b 1 val y": 0.7},
+                1: {"a 1 val x": 0.6, "a 1 val y": 0.6, "b 1 val x": 0.2, "b 1 val y": 0.1}}
+    check.cell_mean_differences({0: 0.05, 1: 0.05}, per_seed, "x", "y", ["a 1", "b 1"])
+    assert "Correct: 2 per-seed differences, mean +5.0 points" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=r"seed\(s\) \[0\] is off"):
+        check.cell_mean_differences({0: 0.1, 1: 0.05}, per_seed, "x", "y", ["a 1", "b 1"])
+    with pytest.raises(AssertionError, match="one difference for each seed"):
+        check.cell_mean_differences({0: 0.05}, per_seed, "x", "y", ["a 1", "b 1"])
+    with pytest.raises(AssertionError, match=r"give a dict \{seed: difference\}"):
+        check.cell_mean_differences([0.05, 0.05], per_seed, "x", "y", ["a 1", "b 1"])
+
+
+def test_validation_images_wants_the_smallest_whole_split_and_never_shows_it():
+    check.validation_images(400, accuracy=0.5, standard_error=0.025)
+    for wrong, said in ((399, "too few"), (800, "too many"), (399.5, "not a whole number")):
+        with pytest.raises(AssertionError, match=said) as err:
+            check.validation_images(wrong, accuracy=0.5, standard_error=0.025)
+        assert "400" not in str(err.value)  # the direction, never the answer
