@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import numbers
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -37,12 +38,14 @@ from .runtime import get_device, seed_everything
 from .tables import Table, TableReport
 from .train import evaluate, fit, precompute_features, predict
 
-__all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "SMALL_BATCH", "RecipeConfig", "RecipeReport",
-           "bn_gap", "choose_rate", "run_recipe"]
+__all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "MIN_VAL_TO_CHOOSE", "SMALL_BATCH",
+           "RecipeConfig", "RecipeReport", "bn_gap", "choose_rate", "run_recipe"]
 
 ADABN_THRESHOLD = 0.04  # bn_gap on validation images between clean targets and shifted ones (the BatchNorm lesson)
 RATE_CANDIDATES = (0.01, 0.03, 0.1)  # one rate for all layers, SGD scale, around the learning-rate lesson's sweep
 CHOICE_FRACTION = 0.1  # each candidate's short run has this share of `steps`; the final run gets the rest but one
+MIN_VAL_TO_CHOOSE = 100  # validation images below which short runs cannot tell rates apart (one image is over 1
+# point, the standard error of an accuracy near 0.5 over 5): run_recipe warns and trains at the middle candidate
 SMALL_BATCH = 2  # below this, batch statistics are impossible (1 value per channel): BN statistics are frozen;
 # from it up, plain BN (batch statistics), the BatchNorm lesson's policy
 
@@ -351,6 +354,17 @@ def _learning_rate(run: _Run, final_steps: int | None) -> None:
     """5. A short run from the warmed-up model at each candidate rate, judged on validation (RecipeConfig.rate_rule)."""
     report, rates, rule = run.report, run.rates, run.config.rate_rule
     with report.step("5 learning rate") as row:
+        n_val = len(run.task.y_val)
+        if len(rates) > 1 and n_val < MIN_VAL_TO_CHOOSE:
+            middle = sorted(rates)[len(rates) // 2]
+            warnings.warn(f"run_recipe: {n_val} validation images are too few to choose a learning rate (one image "
+                          f"is {100 / n_val:.0f} points): no short runs, training at {middle:g}, the middle "
+                          f"candidate. Give one rate, or {MIN_VAL_TO_CHOOSE}+ validation images "
+                          "(folder_task(..., val_per_class=...))", stacklevel=4)
+            report.chosen_lr, report.final_steps = middle, run.steps if final_steps is None else int(final_steps)
+            row["decision"] = f"{middle:g} for every group (the middle candidate: validation too small to choose)"
+            row["measurement"] = f"{n_val} validation images < MIN_VAL_TO_CHOOSE {MIN_VAL_TO_CHOOSE}: no short runs"
+            return
         if len(rates) == 1:  # nothing to choose: no short runs, the final run gets every step
             report.chosen_lr, report.final_steps = rates[0], run.steps if final_steps is None else int(final_steps)
             row["decision"] = f"{report.chosen_lr:g} for every group (the only candidate)"

@@ -1,7 +1,7 @@
 """ftcourse.autopilot: the whole recipe in one call, each decision measured and reported."""
 import dataclasses
-
 import time
+import warnings
 
 import pytest
 import torch
@@ -180,7 +180,7 @@ def test_one_candidate_rate_means_no_short_runs_and_the_whole_budget():
 def test_config_settings_reach_the_training():
     """EMA leaves the averaged weights in the model; a strong L2-SP keeps the body near its pretrained weights; the
     paired rule and AdamW choose among their own candidates; every setting is named in the final row."""
-    task = small(ftcourse.target_task(shots=10, seed=0), val=50)
+    task = small(ftcourse.target_task(shots=10, seed=0), val=autopilot.MIN_VAL_TO_CHOOSE)  # enough to choose
     pretrained = ftcourse.load_pretrained()
     body = {n: p.detach().clone() for n, p in pretrained.named_parameters() if not n.startswith("fc")}
 
@@ -207,3 +207,19 @@ def test_config_settings_reach_the_training():
                                      config=autopilot.RecipeConfig(optimizer="adamw",
                                                                    rate_rule="smallest within 1 SE, paired"))
     assert report.chosen_lr in (3e-4, 1e-3) and "smallest within 1 SE, paired" in report.rows[4]["decision"]
+
+
+def test_a_validation_split_too_small_to_choose_a_rate_is_a_warning_that_says_what_happens():
+    full = ftcourse.far_task(shots=5, seed=0)
+    task = small(full, val=20)
+    with pytest.warns(UserWarning, match="20 validation images are too few to choose a learning rate") as caught:
+        _, report = autopilot.run_recipe(task, seed=0, steps=5, fold=False, rates=(0.01, 0.03, 0.1))
+    assert "val_per_class" in str(caught[0].message) and "0.03, the middle" in str(caught[0].message)
+    assert report.chosen_lr == 0.03 and report.final_steps == 5 and report.rate_scores == {}
+    assert "validation too small to choose" in report.rows[4]["decision"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one rate: nothing to choose, nothing to warn about
+        autopilot.run_recipe(task, seed=0, steps=5, fold=False, rates=(0.03,))
+        # enough validation images to choose: no warning
+        autopilot.run_recipe(small(full, val=autopilot.MIN_VAL_TO_CHOOSE), seed=0, steps=5, fold=False,
+                             rates=(0.01, 0.03, 0.1))
