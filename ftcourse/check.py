@@ -50,7 +50,8 @@ def _top_level(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def trains_only(model, names, what: str | None = None) -> None:
-    """Check that exactly the top-level modules in `names` have trainable parameters and every other BN is pinned."""
+    """Check that exactly the top-level modules in `names` have trainable parameters, every other BN is pinned, and
+    the BN layers of `names` are not (their statistics follow the data)."""
     what = what or f"train only {', '.join(names)}"
     if not_attempted(model, what):
         return
@@ -75,6 +76,12 @@ def trains_only(model, names, what: str | None = None) -> None:
                              f"(e.g. {loose[:2]}): "
                              "their running statistics would still change in model.train(). "
                              "Hint: ftcourse.freeze(...) or ftcourse.freeze_bn_stats(...) on the frozen modules")
+    stuck = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm) and n.split(".")[0] in names
+             and bn_stats_frozen(m)]
+    if stuck:
+        raise AssertionError(f"{len(stuck)} BN layers in the part that trains are still pinned (e.g. {stuck[:2]}): "
+                             "their statistics would not follow the new data. Hint: ftcourse.unfreeze(...) "
+                             "unpins them; requires_grad_(True) alone does not")
     print(f"Correct: only {', '.join(wanted)} train, and the frozen part's BN statistics are pinned.")
 
 

@@ -41,6 +41,14 @@ def test_trains_only(model, capsys):
         check.trains_only(model, ["fc"])
     with pytest.raises(AssertionError, match="not top-level modules"):
         check.trains_only(model, ["layer9"])
+    pinned = ftcourse.load_pretrained()  # the review's trap: freeze all, then requires_grad_ on the block
+    ftcourse.freeze(pinned)
+    for m in (pinned.conv1, pinned.bn1, pinned.layer1):
+        m.requires_grad_(True)
+    with pytest.raises(AssertionError, match="part that trains are still pinned.*unfreeze"):
+        check.trains_only(pinned, ["conv1", "bn1", "layer1"])
+    ftcourse.unfreeze([pinned.conv1, pinned.bn1, pinned.layer1])
+    check.trains_only(pinned, ["conv1", "bn1", "layer1"])
 
 
 def test_audit_clean_accepts_the_fixed_tutorial_and_rejects_the_original(model, batch, capsys):
