@@ -266,3 +266,13 @@ def test_merge_ablation_joins_parts_checks_repeats_and_completes_the_forced_adab
     short = subprocess.run([sys.executable, script, "--out", str(tmp_path / "m3.json"), parts[0]], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
     assert short.returncode != 0 and "numbers missing" in short.stderr and not (tmp_path / "m3.json").exists()
+
+
+def test_recipe_wall_time_times_the_recipe_and_every_bar_on_a_cell():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_wall_time.py"), "--tasks", "far",
+                          "--shots", "10", "--repeats", "1", "--steps", "5"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Median wall seconds of 1 runs, seed 0" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("far 10/class"))
+    assert len(row.split()) == 2 + 5  # the cell, four methods' seconds, and the ratio

@@ -1,0 +1,61 @@
+"""Wall time of run_recipe against the baselines it must not be slower than, on each task at each size (run it alone).
+
+Issue 25's bar: the recipe in no more wall time than fastai's one call (with the same shifts). The studies record
+seconds too, but measured with other jobs on the machine; this script times each method on the same cell, one
+after another, `--repeats` times (the median is printed), with the torch threads the machine has.
+
+    python benchmarks/recipe_wall_time.py                  # seed 0, 3 tasks x 2 sizes, 3 repeats
+    python benchmarks/recipe_wall_time.py --repeats 1 --tasks far --shots 10
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import ftcourse
+from ftcourse.lab import studies
+
+METHODS = ("run_recipe", *studies.ABLATION_BASELINES)  # run_recipe as it is now (its defaults, BN folding included)
+
+
+def seconds(method: str, task, seed: int, steps: int = ftcourse.DEFAULTS.steps) -> float:
+    """Wall seconds of one run of `method` on `task` (the recipe with its defaults, folding included)."""
+    t0 = time.perf_counter()
+    if method == "run_recipe":
+        ftcourse.run_recipe(task, seed=seed, steps=steps)
+    else:
+        studies._ablation_arm(method, task, seed, steps)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=list(studies.ABLATION_TASKS), choices=list(studies.RECIPE_TASKS))
+    ap.add_argument("--shots", type=int, nargs="+", default=list(studies.ABLATION_SHOTS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=ftcourse.DEFAULTS.steps, help="a smaller number: a smoke test")
+    args = ap.parse_args(argv)
+    threads = torch.get_num_threads()
+    rows = []
+    for name in args.tasks:
+        for k in args.shots:
+            task = studies.RECIPE_TASKS[name](shots=k, seed=args.seed)
+            times = {m: [] for m in METHODS}
+            for _ in range(args.repeats):  # interleaved, so that a slow minute hits every method
+                for m in METHODS:
+                    times[m].append(seconds(m, task, args.seed, args.steps))
+            row = {"cell": f"{name} {k}/class", **{m: statistics.median(v) for m, v in times.items()}}
+            row["recipe / one call + shifts"] = row["run_recipe"] / row["one call, shifts of up to 4 px"]
+            rows.append(row)
+            print(f"  {row['cell']}: " + ", ".join(f"{m} {row[m]:.1f} s" for m in METHODS), flush=True)
+    print(ftcourse.Table(rows, title=f"Median wall seconds of {args.repeats} runs, seed {args.seed}, "
+                                     f"{threads} torch threads (recipe with BN folding)",
+                         formats={**{m: "{:.1f}" for m in METHODS}, "recipe / one call + shifts": "{:.2f}"}))
+
+
+if __name__ == "__main__":
+    main()
