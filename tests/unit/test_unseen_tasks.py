@@ -44,7 +44,13 @@ def test_the_unseen_study_runs_the_recipe_and_its_bars_on_folders(tmp_path, monk
     monkeypatch.setattr(unseen_tasks, "UNSEEN_VAL", 2)
     monkeypatch.setattr(unseen_tasks, "UNSEEN_TEST", 2)
     monkeypatch.setattr(unseen_tasks, "UNSEEN_POOL", 6)
-    out = studies.unseen_study(0, tasks=("letters",), shots=(2,), baselines=("fine-tune",), steps=10, root=tmp_path)
+    out = studies.unseen_study(0, tasks=("letters",), shots=(2,), arms=("run_recipe",), baselines=("fine-tune",),
+                               steps=10, root=tmp_path)
     for arm in ("fine-tune", "run_recipe"):
         assert 0 <= out[f"letters 2/class test {arm}"] <= 1 and 0 <= out[f"letters 2/class val {arm}"] <= 1
         assert out[f"letters 2/class seconds {arm}"] > 0
+
+
+def test_the_unseen_studys_arms_are_the_candidates_the_ablation_rule_chooses_among():
+    from ftcourse.lab import ablation
+    assert set(studies.UNSEEN_ARMS) == {ablation.SIMPLEST, *(d.arm for d in ablation.COMBINED)}
