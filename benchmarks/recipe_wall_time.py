@@ -6,6 +6,7 @@ after another, `--repeats` times (the median is printed), with the torch threads
 
     python benchmarks/recipe_wall_time.py                  # seed 0, 3 tasks x 2 sizes, 3 repeats
     python benchmarks/recipe_wall_time.py --repeats 1 --tasks far --shots 10
+    python benchmarks/recipe_wall_time.py --arm "shifts, one rate 0.03, always AdaBN"   # an ablation arm instead
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ import torch
 import ftcourse
 from ftcourse.lab import studies
 
-METHODS = ("run_recipe", *studies.ABLATION_BASELINES)  # run_recipe as it is now (its defaults, BN folding included)
 
 
 def seconds(method: str, task, seed: int, steps: int = ftcourse.DEFAULTS.steps) -> float:
-    """Wall seconds of one run of `method` on `task` (the recipe with its defaults, folding included)."""
+    """Wall seconds of one run of `method` on `task`: "run_recipe" (its defaults), an ablation arm (its arguments),
+    or a baseline; a recipe with BN folding included."""
     t0 = time.perf_counter()
     if method == "run_recipe":
         ftcourse.run_recipe(task, seed=seed, steps=steps)
+    elif method in studies.ABLATION_ARMS:
+        ftcourse.run_recipe(task, seed=seed, steps=steps, **studies._arm_kwargs(method))
     else:
         studies._ablation_arm(method, task, seed, steps)
     return time.perf_counter() - t0
@@ -35,26 +38,33 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=list(studies.ABLATION_TASKS), choices=list(studies.RECIPE_TASKS))
     ap.add_argument("--shots", type=int, nargs="+", default=list(studies.ABLATION_SHOTS))
+    ap.add_argument("--arm", default="run_recipe", help="run_recipe (its defaults) or an ablation arm's name")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=ftcourse.DEFAULTS.steps, help="a smaller number: a smoke test")
     args = ap.parse_args(argv)
+    if args.arm != "run_recipe" and args.arm not in studies.ABLATION_ARMS:
+        ap.error(f"unknown arm {args.arm!r}; choose run_recipe or one of: {', '.join(studies.ABLATION_ARMS)}")
+    methods = (args.arm, *studies.ABLATION_BASELINES)
     threads = torch.get_num_threads()
     rows = []
+    warm = studies.RECIPE_TASKS[args.tasks[0]](shots=args.shots[0], seed=args.seed)
+    for m in methods:  # untimed: the first call of each pays one-time costs (kernels, caches)
+        seconds(m, warm, args.seed, 5)
     for name in args.tasks:
         for k in args.shots:
             task = studies.RECIPE_TASKS[name](shots=k, seed=args.seed)
-            times = {m: [] for m in METHODS}
+            times = {m: [] for m in methods}
             for _ in range(args.repeats):  # interleaved, so that a slow minute hits every method
-                for m in METHODS:
+                for m in methods:
                     times[m].append(seconds(m, task, args.seed, args.steps))
             row = {"cell": f"{name} {k}/class", **{m: statistics.median(v) for m, v in times.items()}}
-            row["recipe / one call + shifts"] = row["run_recipe"] / row["one call, shifts of up to 4 px"]
+            row["recipe / one call + shifts"] = row[args.arm] / row["one call, shifts of up to 4 px"]
             rows.append(row)
-            print(f"  {row['cell']}: " + ", ".join(f"{m} {row[m]:.1f} s" for m in METHODS), flush=True)
+            print(f"  {row['cell']}: " + ", ".join(f"{m} {row[m]:.1f} s" for m in methods), flush=True)
     print(ftcourse.Table(rows, title=f"Median wall seconds of {args.repeats} runs, seed {args.seed}, "
                                      f"{threads} torch threads (recipe with BN folding)",
-                         formats={**{m: "{:.1f}" for m in METHODS}, "recipe / one call + shifts": "{:.2f}"}))
+                         formats={**{m: "{:.1f}" for m in methods}, "recipe / one call + shifts": "{:.2f}"}))
 
 
 if __name__ == "__main__":
