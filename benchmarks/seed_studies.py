@@ -6,7 +6,7 @@ machine, date). The claim tests recompute the same numbers and compare them with
 
     python benchmarks/seed_studies.py [--study warm_up,rates,...] [--seeds 0,1,2 | 0-9] [--quick] [--out DIR]
     python benchmarks/seed_studies.py --study rates --seeds 0-9 --out build/studies --resume   # across sessions
-    python benchmarks/seed_studies.py --study recipe_ablation --seeds 0-9 --out build/studies --resume   # in progress
+    python benchmarks/seed_studies.py --study surgical_tuned --seeds 0-9 --out build/studies --resume   # in progress
 
 The file is written again after every seed, with the code fingerprint of the package that measured each
 seed (`shipped.code_fingerprint()`). --resume keeps the seeds already in the output file, names those

@@ -1,15 +1,20 @@
 """The course's whole recipe in one call: `run_recipe(task)` makes each decision the course teaches from a measurement.
 
 In order (each decision timed and recorded on a RecipeReport):
-1. BN statistics: how far the pretrained running means are from the target's; AdaBN if over ADABN_THRESHOLD.
+1. BN statistics: how far the pretrained running means are from the target's, then AdaBN on the training images
+   (always, by default; `adabn_policy=None` applies it only over ADABN_THRESHOLD, the old rule).
 2. Head warm-up: a new head trained on cached body features (a linear probe).
 3. BN policy for the batch size (plain BN unless a batch is too small for batch statistics).
 4. Freeze audit: one real step on copies confirms that every layer group trains.
-5. Learning rate: short runs at each candidate rate from the warmed-up model, judged on the validation split.
-6. Fine-tune every layer at the chosen rate (SGD, one-cycle), then validation and test accuracy.
+5. Learning rate: one rate, RATE, by default; given several candidates, short runs at each from the warmed-up
+   model, judged on the validation split.
+6. Fine-tune every layer at that rate (SGD, one-cycle, random shifts of up to 4 pixels on every training batch),
+   then validation and test accuracy.
 7. BN folding for deployment: fold_bn, outputs compared, inference timed against the unfolded model.
-Budget: the rate runs and the final run share `steps` minus one short run (the measurements cost about that), so
-the recipe costs about one `fine_tune(task, steps=steps)` plus lp_ft's probe. The test set is used once, at the end.
+The defaults are the ones lesson 05's ablation chose on validation (`ftcourse.lab.ablation`, seeds 0-9): shifts
+joined, the rate search and the AdaBN threshold did not earn their place. Budget: with candidates, the rate runs
+and the final run share `steps` minus one short run (the measurements cost about that), so the recipe costs about
+one `fine_tune(task, steps=steps)` plus lp_ft's probe. The test set is used once, at the end.
 """
 from __future__ import annotations
 
@@ -38,11 +43,12 @@ from .runtime import get_device, seed_everything
 from .tables import Table, TableReport
 from .train import evaluate, fit, precompute_features, predict
 
-__all__ = ["ADABN_THRESHOLD", "RATE_CANDIDATES", "CHOICE_FRACTION", "MIN_VAL_TO_CHOOSE", "SMALL_BATCH",
+__all__ = ["ADABN_THRESHOLD", "RATE", "RATE_CANDIDATES", "CHOICE_FRACTION", "MIN_VAL_TO_CHOOSE", "SMALL_BATCH",
            "RecipeConfig", "RecipeReport", "bn_gap", "choose_rate", "run_recipe"]
 
 ADABN_THRESHOLD = 0.04  # bn_gap on validation images between clean targets and shifted ones (the BatchNorm lesson)
-RATE_CANDIDATES = (0.01, 0.03, 0.1)  # one rate for all layers, SGD scale, around the learning-rate lesson's sweep
+RATE = 0.03  # run_recipe's one rate for all layers (SGD scale): the rates study's validation choice, and the ablation's
+RATE_CANDIDATES = (0.01, 0.03, 0.1)  # a search around it (rates=RATE_CANDIDATES): the ablation found it no better
 CHOICE_FRACTION = 0.1  # each candidate's short run has this share of `steps`; the final run gets the rest but one
 MIN_VAL_TO_CHOOSE = 100  # validation images below which short runs cannot tell rates apart (one image is over 1
 # point, the standard error of an accuracy near 0.5 over 5): run_recipe warns and trains at the middle candidate
@@ -60,7 +66,7 @@ class RecipeConfig:
 
     optimizer: "sgd" (momentum 0.9, weight decay 5e-4) or "adamw" (weight decay 0.01, decoupled; its rates are
     about 30x lower than SGD's: pass `rates` to run_recipe). schedule: "onecycle", "cosine" or "constant".
-    augment: RandomShift's largest shift in pixels for every training batch (0: none). label_smoothing: of the
+    augment: RandomShift's largest shift in pixels for every training batch (default 4; 0: none). label_smoothing: of the
     cross-entropy. ema: decay of an exponential moving average of the weights and BN buffers, which replaces the
     weights at the end (None: none). l2sp: alpha of L2-SP, a pull of the body toward its pretrained weights (0:
     none). rate_rule: how the short runs choose the rate: the largest candidate within one standard error of the best
@@ -71,7 +77,7 @@ class RecipeConfig:
 
     optimizer: str = "sgd"
     schedule: str = "onecycle"
-    augment: int = 0
+    augment: int = 4
     label_smoothing: float = 0.0
     ema: float | None = None
     l2sp: float = 0.0
@@ -266,7 +272,7 @@ def _bn_statistics(run: _Run, adabn_policy: bool | None) -> None:
         if report.adabn_applied:
             adabn(run.model, make_loader(task.x_train, task.y_train, batch_size=64))
             report.bn_gap_after = bn_gap(run.model, task.x_val)
-        rule = ("adabn_policy given" if adabn_policy is not None else
+        rule = (f"(adabn_policy={adabn_policy})" if adabn_policy is not None else
                 f"{'>' if report.adabn_applied else '<='} ADABN_THRESHOLD {ADABN_THRESHOLD}")
         row["decision"] = "AdaBN (training images)" if report.adabn_applied else "keep pretrained statistics"
         row["measurement"] = f"gap {report.bn_gap_before:.3f} {rule}" + (
@@ -417,18 +423,19 @@ def _bn_folding(run: _Run) -> None:
 
 def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps: int = DEFAULTS.steps,
                batch_size: int = DEFAULTS.batch_size,
-               rates=RATE_CANDIDATES, device=None, progress: bool = False, fold: bool = True,
-               adabn_policy: bool | None = None, final_steps: int | None = None,
+               rates=(RATE,), device=None, progress: bool = False, fold: bool = True,
+               adabn_policy: bool | None = True, final_steps: int | None = None,
                head_steps: int | None = None, config: RecipeConfig | None = None) -> tuple[nn.Module, RecipeReport]:
     """Fine-tune a pretrained CNN on `task` with every decision of the course measured; returns (model, report).
 
     model: default ftcourse.load_pretrained(); any torchvision CNN with a Linear head and known layer groups
     (ResNets, ...). It is trained in place and returned unfolded (train it on, or evaluate it); the
     BN-folded copy for deployment is `report.folded_model` (fold=False skips folding).
-    `rates`: candidate rates (one for every layer); each gets a short run of CHOICE_FRACTION * steps steps and
-    the largest rate within one standard error of the best validation accuracy trains for the remaining steps
-    (steps minus one more short run, the cost of the measurements). The test set is evaluated once, at the end.
-    Ablations: `adabn_policy` True/False forces AdaBN on/off (None: decided by the BN gap); `final_steps`
+    `rates`: one rate for every layer (default RATE), or candidates (e.g. RATE_CANDIDATES): each gets a short run
+    of CHOICE_FRACTION * steps steps and the largest rate within one standard error of the best validation accuracy
+    trains for the remaining steps (steps minus one more short run, the cost of the measurements); with fewer than
+    MIN_VAL_TO_CHOOSE validation images it warns and takes the middle one. The test set is evaluated once, at the end.
+    `adabn_policy`: True (default) AdaBN always, False never, None when the BN gap is over ADABN_THRESHOLD; `final_steps`
     sets the final run's length (None: what the budget leaves); `head_steps` the warm-up's length (None:
     `steps`; 0: no warm-up, the new head starts random). `config`: the settings no measurement decides
     (optimizer, schedule, augmentation, ...; RecipeConfig's defaults when None).

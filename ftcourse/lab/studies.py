@@ -391,10 +391,10 @@ ABLATION_SHOTS = (10, 50)  # images per class; every task's pool holds 50
 ADAMW_RATES = (3e-4, 1e-3, 3e-3)  # AdamW's candidates: about 30x below SGD's (fastai's base_lr 2e-3 sits inside)
 # The recipe the ablation starts from (run_recipe as it was before the study), spelled out so that a later change
 # of run_recipe's defaults does not change what the arms mean.
-ABLATION_BEFORE = {"rates": (0.01, 0.03, 0.1), "config": {"optimizer": "sgd", "schedule": "onecycle", "augment": 0,
-                                                          "label_smoothing": 0.0, "ema": None, "l2sp": 0.0,
-                                                          "rate_rule": "largest within 1 SE", "probe_fraction": 0.1,
-                                                          "bn_policy": "auto"}}
+ABLATION_BEFORE = {"rates": (0.01, 0.03, 0.1), "adabn_policy": None,
+                   "config": {"optimizer": "sgd", "schedule": "onecycle", "augment": 0, "label_smoothing": 0.0,
+                              "ema": None, "l2sp": 0.0, "rate_rule": "largest within 1 SE", "probe_fraction": 0.1,
+                              "bn_policy": "auto"}}
 # Each arm: run_recipe's keyword arguments, changed from ABLATION_BEFORE (the first arm) in one decision only.
 ABLATION_ARMS = {
     "recipe": {},
@@ -453,7 +453,7 @@ def _arm_kwargs(name: str) -> dict:
     if name == "run_recipe":
         return {}
     arm = ABLATION_ARMS[name]
-    return {"rates": ABLATION_BEFORE["rates"], **arm,
+    return {"rates": ABLATION_BEFORE["rates"], "adabn_policy": ABLATION_BEFORE["adabn_policy"], **arm,
             "config": RecipeConfig(**{**ABLATION_BEFORE["config"], **arm.get("config", {})})}
 
 
@@ -639,7 +639,7 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "group_rates": group_rates_study, "tuned_families": tuned_families_study,
            "time_to_accuracy": time_to_accuracy_study,
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
-           "recipe": recipe_study, "surgical": surgical_study}
+           "recipe": recipe_study, "surgical": surgical_study, "recipe_ablation": recipe_ablation_study}
 # measured into build/ (seed_studies.py --out), not shipped until every seed is in
-IN_PROGRESS = {"recipe_ablation": recipe_ablation_study, "surgical_tuned": surgical_tuned_study,
+IN_PROGRESS = {"surgical_tuned": surgical_tuned_study,
                "unseen": unseen_study, "recipe_floor": recipe_floor_study}

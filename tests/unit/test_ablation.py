@@ -67,3 +67,13 @@ def test_defaults_differ_names_each_setting_where_run_recipe_is_not_the_arm():
     assert any(line.startswith("config.label_smoothing") for line in ablation.defaults_differ("label smoothing 0.1"))
     assert any(line.startswith("head_steps: run_recipe None, 'no head warm-up' 0")
                for line in ablation.defaults_differ("no head warm-up"))
+
+
+def test_run_recipe_runs_the_arm_the_rule_chose_on_the_shipped_ablation():
+    """run_recipe's defaults are the rebuilt recipe: the arm the walk takes on data/results/recipe_ablation.json."""
+    from ftcourse.lab import shipped
+    per_seed = {int(s): v for s, v in shipped.read_results("recipe_ablation")["seeds"].items()}
+    assert ablation.final_arm(per_seed) == "shifts, one rate 0.03, always AdaBN"
+    assert ablation.defaults_differ(ablation.final_arm(per_seed)) == []
+    assert ablation.defaults_differ(ablation.SIMPLEST) == ["adabn_policy: run_recipe True, "
+                                                           f"{ablation.SIMPLEST!r} False"]

@@ -22,7 +22,8 @@ def small(task, val: int = 250):
 
 @pytest.fixture(scope="module")
 def clean_run():
-    """One recipe run on the clean 10/class task (40 steps), evaluate calls recorded: (task, model, report, calls)."""
+    """One recipe run on the clean 10/class task (40 steps) with the rate search and the AdaBN threshold switched on
+    (rates=RATE_CANDIDATES, adabn_policy=None), evaluate calls recorded: (task, model, report, calls)."""
     task = small(ftcourse.target_task(shots=10, seed=0))
     calls = []
 
@@ -36,8 +37,28 @@ def clean_run():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(autopilot, "evaluate", spy(ftcourse.evaluate))  # the head, the final run, folding
         mp.setattr(autopilot, "predict", spy(ftcourse.predict))  # the short runs (their per-image results)
-        model, report = autopilot.run_recipe(task, steps=40)
+        model, report = autopilot.run_recipe(task, steps=40, rates=autopilot.RATE_CANDIDATES, adabn_policy=None)
     return task, model, report, calls
+
+
+def test_the_defaults_are_the_ablation_choice_one_rate_always_adabn_and_shifts():
+    """run_recipe() runs lesson 05's rebuilt recipe: AdaBN always, one rate (no short runs, every step to the final
+    run), random shifts of up to 4 px on every training batch; each is said in its row."""
+    task = small(ftcourse.target_task(shots=10, seed=0), val=50)
+    shifts = []
+    original = ftcourse.data.RandomShift.__call__
+
+    def spy(self, x):
+        shifts.append(self.max_shift)
+        return original(self, x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ftcourse.data.RandomShift, "__call__", spy)
+        _, report = autopilot.run_recipe(task, steps=10, fold=False)
+    assert report.adabn_applied and "(adabn_policy=True)" in report.rows[0]["measurement"]
+    assert report.chosen_lr == autopilot.RATE and report.final_steps == 10 and report.rate_scores == {}
+    assert report.config == autopilot.RecipeConfig() and report.config.augment == 4
+    assert shifts == [4] * 10  # every training batch of the final run shifted, up to 4 px
 
 
 def test_every_decision_is_reported_in_order(clean_run):
@@ -98,7 +119,7 @@ def test_the_rate_is_a_candidate_chosen_on_validation_before_any_test(clean_run)
     assert report.steps_per_candidate * (len(autopilot.RATE_CANDIDATES) + 1) + report.final_steps == 40  # the budget
 
 
-def test_no_adabn_on_the_clean_task_and_folding_keeps_the_outputs(clean_run):
+def test_no_adabn_on_the_clean_task_under_the_threshold_and_folding_keeps_the_outputs(clean_run):
     task, model, report, _ = clean_run
     assert not report.adabn_applied and report.bn_gap_before < autopilot.ADABN_THRESHOLD
     assert report.fold_max_diff < 1e-4 and report.folded_speedup > 0
@@ -111,7 +132,7 @@ def test_no_adabn_on_the_clean_task_and_folding_keeps_the_outputs(clean_run):
 def test_adabn_on_a_shifted_task_and_frozen_bn_for_single_image_batches():
     task = small(ftcourse.target_task(shots=10, seed=0, shift="contrast"), val=100)
     gap = autopilot.bn_gap(ftcourse.load_pretrained(), task.x_val)
-    model, report = autopilot.run_recipe(task, steps=5, batch_size=1, fold=False)
+    model, report = autopilot.run_recipe(task, steps=5, batch_size=1, fold=False, adabn_policy=None)
     assert report.adabn_applied and report.bn_gap_before == pytest.approx(gap) and gap > autopilot.ADABN_THRESHOLD
     assert report.bn_gap_after < autopilot.ADABN_THRESHOLD < report.bn_gap_before
     assert report.bn_policy == "frozen statistics"
@@ -150,14 +171,15 @@ def test_ablation_switches_do_what_they_say():
     _, off = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=False, head_steps=0, final_steps=3)
     assert not off.adabn_applied and off.bn_gap_after == off.bn_gap_before
     assert off.rows[1]["decision"].startswith("new head, 0 steps") and off.final_steps == 3
-    _, on = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=True)
+    _, on = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=True,
+                                 rates=autopilot.RATE_CANDIDATES)
     assert on.adabn_applied and on.bn_gap_after < on.bn_gap_before
-    assert on.final_steps == 10 - 1 * (len(on.rate_scores) + 1)  # the default budget: steps minus the measurements
+    assert on.final_steps == 10 - 1 * (len(on.rate_scores) + 1)  # with candidates: steps minus the measurements
 
 
 def test_recipe_config_names_each_bad_setting_and_lists_its_changes():
     assert autopilot.RecipeConfig().changes() == "defaults"
-    assert autopilot.RecipeConfig(augment=4, ema=0.98).changes() == "augment=4, ema=0.98"
+    assert autopilot.RecipeConfig(augment=0, ema=0.98).changes() == "augment=0, ema=0.98"
     bad = [({"optimizer": "adam"}, "optimizer must be one of \\('sgd', 'adamw'\\)"),
            ({"schedule": "linear"}, "schedule must be one of"), ({"rate_rule": "median"}, "rate_rule must be one of"),
            ({"augment": -1}, "augment"), ({"label_smoothing": 1.0}, "label_smoothing must be a number in"),

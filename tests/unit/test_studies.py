@@ -80,10 +80,10 @@ def test_a_study_in_progress_is_never_written_over_the_shipped_files():
     import sys
     from pathlib import Path
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_studies.py"
-    out = subprocess.run([sys.executable, str(script), "--study", "recipe_ablation"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(script), "--study", "surgical_tuned"], capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode != 0 and "recipe_ablation is in progress (not shipped): give --out" in out.stderr
-    assert "recipe_ablation" not in studies.STUDIES and "recipe_ablation" not in shipped.STUDY_NAMES
+    assert out.returncode != 0 and "surgical_tuned is in progress (not shipped): give --out" in out.stderr
+    assert "surgical_tuned" not in studies.STUDIES and "surgical_tuned" not in shipped.STUDY_NAMES
 
 
 def test_surgical_tuned_study_chooses_each_setups_rate_then_the_setup_on_validation():
