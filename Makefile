@@ -53,9 +53,9 @@ doctor: $(BIN)/.ftcourse-installed
 clean-venv:
 	rm -rf $(VENV) $(OLDEST_VENV)
 
-# Every claim re-trained on seeds 0-5 and compared with the shipped files (seeds 0-9 for the studies of lessons
-# 02-04, 0-2 for recipe and surgical, whose seeds 3-5 were never used while writing): well over an hour
-# on 2 cores. `make test` re-trains parts of seed 0 (tests/claims/claim_seeds.py) and checks every shipped seed's claims.
+# Every claim re-trained on seeds 0-5 and compared with the shipped files (each holds seeds 0-9): many hours on
+# 2 cores (the recipe's ablation alone trains about 80 CPU-minutes a seed). `make test` re-trains parts of seed 0
+# (tests/claims/claim_seeds.py) and checks every shipped seed's claims.
 .PHONY: claims
 claims: $(BIN)/.ftcourse-installed
 	FTCOURSE_CLAIM_SEEDS=0,1,2,3,4,5 $(BIN)/python -m pytest tests/claims

@@ -7,16 +7,26 @@ after another, `--repeats` times (the median is printed), with the torch threads
     python benchmarks/recipe_wall_time.py                  # seed 0, 3 tasks x 2 sizes, 3 repeats
     python benchmarks/recipe_wall_time.py --repeats 1 --tasks far --shots 10
     python benchmarks/recipe_wall_time.py --arm "shifts, one rate 0.03, always AdaBN"   # an ablation arm instead
+    python benchmarks/recipe_wall_time.py --save data/results/recipe_wall_time.json     # what lesson 05 prints
+
+--save writes the medians with how they were made (command, torch, machine, threads, date), atomically.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 import ftcourse
+from ftcourse.files import atomic_write_text
 from ftcourse.lab import studies
 
 
@@ -42,6 +52,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=ftcourse.DEFAULTS.steps, help="a smaller number: a smoke test")
+    ap.add_argument("--save", type=Path, default=None, help="write the table as JSON here (e.g. data/results/...)")
     args = ap.parse_args(argv)
     if args.arm != "run_recipe" and args.arm not in studies.ABLATION_ARMS:
         ap.error(f"unknown arm {args.arm!r}; choose run_recipe or one of: {', '.join(studies.ABLATION_ARMS)}")
@@ -65,6 +76,14 @@ def main(argv=None) -> None:
     print(ftcourse.Table(rows, title=f"Median wall seconds of {args.repeats} runs, seed {args.seed}, "
                                      f"{threads} torch threads (recipe with BN folding)",
                          formats={**{m: "{:.1f}" for m in methods}, "recipe / one call + shifts": "{:.2f}"}))
+    if args.save is not None:
+        payload = {"command": "python benchmarks/recipe_wall_time.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                   "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                   "threads": threads, "date": datetime.date.today().isoformat(), "arm": args.arm,
+                   "repeats": args.repeats, "seed": args.seed, "steps": args.steps, "rows": rows}
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.save, json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {args.save}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 """Run the course's multi-seed studies and write data/results/<study>.json, which the lessons print as tables.
 
-Each study (ftcourse.lab.studies) measures one seed; this script runs it on its shipped seeds (0-9, or 0-2 for
-recipe and surgical: `shipped.STUDY_SEEDS`) and records how the numbers were made (command, torch version,
+Each study (ftcourse.lab.studies) measures one seed; this script runs it on its shipped seeds (0-9:
+`shipped.STUDY_SEEDS`) and records how the numbers were made (command, torch version,
 machine, date). The claim tests recompute the same numbers and compare them with these files.
 
     python benchmarks/seed_studies.py [--study warm_up,rates,...] [--seeds 0,1,2 | 0-9] [--quick] [--out DIR]
     python benchmarks/seed_studies.py --study rates --seeds 0-9 --out build/studies --resume   # across sessions
-    python benchmarks/seed_studies.py --study surgical_tuned --seeds 0-9 --out build/studies --resume   # in progress
+    python benchmarks/seed_studies.py --study NAME --seeds 0-9 --out build/studies --resume   # a study in progress
 
 The file is written again after every seed, with the code fingerprint of the package that measured each
 seed (`shipped.code_fingerprint()`). --resume keeps the seeds already in the output file, names those
 written by other code, and trains only the others. --quick runs 25 steps of one rate of time_to_accuracy on
 seed 0 into a temporary folder: a smoke test. Costs, one torch thread per process: a fine-tune of
 200 steps takes about 30 s, so tuned_families (24 fine-tunes per seed) about 13 CPU-minutes a seed, rates
-(10 runs) about 5, group_rates about 1.5; all the ten-seed studies together about 6 CPU-hours.
+(10 runs) about 5, group_rates about 1.5; lessons 02-04's studies together about 6 CPU-hours, the recipe's ablation
+about 14 more (it ran in parts: benchmarks/merge_ablation.py).
 """
 from __future__ import annotations
 

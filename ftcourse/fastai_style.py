@@ -87,12 +87,15 @@ def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float
 
     Three layer groups (fastai's resnet split, `layer_groups(model, FASTAI_GROUPS)`). Phase 1: body frozen except
     its BatchNorm layers (trainable, statistics updating), one cycle of `freeze_epochs` at slice(base_lr)
-    (body base_lr/10, head base_lr), pct_start 0.99, div 25. Phase 2: everything trainable, a fresh
-    optimizer, one cycle of `epochs` at slice(base_lr/2/lr_mult, base_lr/2), `pct_start`, `div`.
+    (body base_lr/10, head base_lr), pct_start 0.99, div 25. Phase 2: everything trainable, a new
+    optimizer here, one cycle of `epochs` at slice(base_lr/2/lr_mult, base_lr/2), `pct_start`, `div`.
     AdamW(betas=(0.95, 0.99), eps=1e-5), decay `wd` except BN and biases; beta1 cycled 0.95-0.85-0.95.
     An epoch is len(train) // batch_size steps (fastai drops the last incomplete batch): 250 images,
     batch 32 -> 7, so the default 1 + 28 epochs make 203 steps. Not reproduced: vision_learner's own
-    head (the model's head is kept) and fastai's shuffling RNG. benchmarks/fastai_schedule_check.py
+    head (the model's head is kept), fastai's shuffling RNG, and its optimizer state across the phases (fastai's
+    fit_one_cycle keeps the optimizer, reset_opt=False, so the head's and BN's AdamW moments from phase 1 carry
+    into phase 2; here phase 2 starts a new AdamW, which loses the history of the 1-15 phase-1 steps of the
+    course's tasks). benchmarks/fastai_schedule_check.py
     compares with real fastai. Ablations (not fastai): wd, train_bn=False (a true freeze in phase 1),
     opt="sgd", freeze_epochs=0 (no phase 1; base_lr is halved all the same). augment(x) changes every
     training batch of both phases (e.g. ftcourse.RandomShift(4, seed)), as fastai's batch transforms do.

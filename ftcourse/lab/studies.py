@@ -40,9 +40,8 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "tuned_families_study", "choose_tops", "TIME_RATES", "TIME_STEPS", "TIME_EVERY", "time_to_accuracy_study",
            "bn_policy_study",
            "adabn_study", "SHIFTED_TARGETS", "SHIFTED_BATCH", "shifted_target_study",
-           "RECIPE_TASKS", "RECIPE_METHODS", "NEW_TASK_SHOTS",
-           "FASTAI_BASE_LR", "fastai_epochs", "recipe_study", "RECIPE_MACHINE_TOL", "SURGICAL_TASKS", "SURGICAL_SETUPS",
-           "surgical_study", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
+           "RECIPE_TASKS", "NEW_TASK_SHOTS",
+           "FASTAI_BASE_LR", "fastai_epochs", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
            "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS",
            "SURGICAL_LEE_SETUPS", "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study", "FLOORS",
            "recipe_floor_study"]
@@ -330,13 +329,9 @@ def shifted_target_study(seed: int, kinds=SHIFTED_TARGETS, batch_size: int = SHI
 
 
 # ---------------------------------------------------------------- the recipe on new tasks, against the one call
-NEW_TASK_SHOTS = 10  # images per class: where the choices matter most (and the one-call baseline led on digits)
+NEW_TASK_SHOTS = 10  # images per class of lesson 05's live runs and surgical study: the smaller of the ablation's
+# two sizes (ABLATION_SHOTS). The old recipe table ran at 10 only, chosen after the one call had led there on digits
 RECIPE_TASKS = {"digits": target_task, "near": near_task, "far": far_task}
-RECIPE_METHODS = ("scratch", "linear probe", "fine-tune", "fastai fine_tune", "recipe")
-RECIPE_MACHINE_TOL = 0.10  # accuracy between machines of run_recipe and of training from scratch: the recipe's
-# final run at the chosen rate (up to 0.1) amplifies summation-order differences (far task, seed 0: 0.860 with 1
-# torch thread, 0.798 with 2, same choices), and so do 200 steps from a random start on 10 images per class
-# (near task, seed 1, scratch: 0.301 with 2 threads, 0.243 with 1)
 FASTAI_BASE_LR = 1e-2  # the base_lr of the issue's measurement with real fastai 2.8 (fastai's default is 2e-3)
 
 
@@ -346,43 +341,6 @@ def fastai_epochs(task: Task, steps: int = DEFAULTS.steps, batch_size: int = DEF
     partial batch)."""
     per_epoch = max(1, len(task.y_train) // batch_size)
     return max(1, round(steps / per_epoch) - freeze_epochs)
-
-
-def _run_method(method: str, task: Task, seed: int, steps: int = DEFAULTS.steps) -> tuple[float, dict[str, float]]:
-    """(test accuracy, extra numbers) of one method of the recipe table, about `steps` optimizer steps each."""
-    if method == "scratch":
-        return train_from_scratch(task, seed, steps=steps)[1], {}
-    if method == "linear probe":
-        return linear_probe(task, seed, steps=steps)[1], {}
-    if method == "fine-tune":
-        return fine_tune(task, seed, steps=steps)[1], {}
-    if method == "fastai fine_tune":
-        return fastai_fine_tune(task, seed, epochs=fastai_epochs(task, steps), base_lr=FASTAI_BASE_LR)[1], {}
-    if method == "recipe":
-        _, report = run_recipe(task, seed=seed, steps=steps, fold=False)
-        return report.test_accuracy, {"chosen rate": report.chosen_lr, "adabn": float(report.adabn_applied)}
-    raise ValueError(f"unknown method {method!r}; choose from {RECIPE_METHODS}")
-
-
-def recipe_study(seed: int, tasks=tuple(RECIPE_TASKS), methods=RECIPE_METHODS, shots: int = NEW_TASK_SHOTS,
-                 steps: int = DEFAULTS.steps) -> dict[str, float]:
-    """Scratch, linear probe, fine-tune, fastai's fine_tune and run_recipe on the digits target, the near and
-    the far task.
-
-    Per task and method: "<task> test <method>" (test accuracy) and "<task> seconds <method>" (wall time,
-    loading included; machine-dependent, never compared between machines). `shots` images per class,
-    about `steps` optimizer steps per method.
-    """
-    out = {}
-    for name in tasks:
-        task = RECIPE_TASKS[name](shots=shots, seed=seed)
-        for method in methods:
-            t0 = time.perf_counter()
-            acc, extra = _run_method(method, task, seed, steps)
-            out[f"{name} seconds {method}"] = time.perf_counter() - t0
-            out[f"{name} test {method}"] = acc
-            out |= {f"{name} {k}": v for k, v in extra.items()}
-    return out
 
 
 # ---------------------------------------------------------------- the recipe's decisions, one at a time (issue: recipe)
@@ -564,38 +522,11 @@ def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arm
 
 
 # ---------------------------------------------------------------- surgical fine-tuning: which block to train
-SURGICAL_TASKS = ("inverted source", "blurred source", "digits", "near", "far")  # input-level shifts first
-SURGICAL_SETUPS = ("block 1", "block 2", "block 3", "block 4", "all")  # the one block trained alone, or everything
-
-
 def _surgical_task(name: str, seed: int, shots: int) -> Task:
+    """One of SURGICAL_LEE_TASKS: the source digits with their inputs shifted, or with every label moved."""
     if name == "relabelled source":
         return relabelled_source_task(shots=shots, seed=seed)
-    if name.endswith(" source"):
-        return shifted_source_task({"inverted": "invert", "blurred": "blur"}[name.split()[0]], shots=shots, seed=seed)
-    return RECIPE_TASKS[name](shots=shots, seed=seed)
-
-
-def surgical_study(seed: int, tasks=SURGICAL_TASKS, shots: int = NEW_TASK_SHOTS, steps: int = 100) -> dict[str, float]:
-    """Which single block, trained alone, recovers most: input-level shifts (source digits, the pretrained head kept)
-    and new labels (digits 5-9, near, far: a linear probe's head first). "<task> test start" is the start point
-    (the pretrained head, or the probe), "<task> test <setup>" each setup's test accuracy, "<task> val <setup>"
-    its validation accuracy (the choice of a block is made on it).
-    """
-    out = {}
-    for name in tasks:
-        task = _surgical_task(name, seed, shots)
-        if name.endswith(" source"):
-            start = load_pretrained()  # its head already predicts digits 0-4
-        else:
-            start = linear_probe(task, seed)[0]
-        out[f"{name} test start"] = evaluate(start, (task.x_test, task.y_test))
-        for setup in SURGICAL_SETUPS:
-            block = "all" if setup == "all" else int(setup.split()[1]) - 1
-            model, acc = surgical_fine_tune(task, block, seed, steps=steps, model=copy.deepcopy(start))
-            out[f"{name} test {setup}"] = acc
-            out[f"{name} val {setup}"] = _val(model, task)
-    return out
+    return shifted_source_task({"inverted": "invert", "blurred": "blur"}[name.split()[0]], shots=shots, seed=seed)
 
 
 SURGICAL_LEE_TASKS = ("inverted source", "blurred source", "relabelled source")  # input-level twice, output-level
@@ -639,7 +570,7 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "group_rates": group_rates_study, "tuned_families": tuned_families_study,
            "time_to_accuracy": time_to_accuracy_study,
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
-           "recipe": recipe_study, "surgical": surgical_study, "recipe_ablation": recipe_ablation_study}
+           "recipe_ablation": recipe_ablation_study, "recipe_floor": recipe_floor_study, "unseen": unseen_study,
+           "surgical_tuned": surgical_tuned_study}
 # measured into build/ (seed_studies.py --out), not shipped until every seed is in
-IN_PROGRESS = {"surgical_tuned": surgical_tuned_study,
-               "unseen": unseen_study, "recipe_floor": recipe_floor_study}
+IN_PROGRESS = {}

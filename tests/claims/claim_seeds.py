@@ -26,8 +26,9 @@ IN_LESSONS = {
     "rates": ("03_differential_learning_rates.ipynb", ("uniform 0.01", "np.array([1e-4,1e-3,1e-2])", "uniform 0.3",
                                                        "slice(0.003, 0.3)", "two-stage (lp_ft 0.01)")),  # skip=...
     "bn_policy": ("04_batchnorm_when_fine_tuning.ipynb", (2, 32)),  # batch sizes, every policy
-    "recipe": ("05_the_recipe.ipynb", {"near": ("fastai fine_tune", "recipe")}),  # task: methods
-    "surgical": ("05_the_recipe.ipynb", ("inverted source",)),  # tasks, every setup
+    "recipe_ablation": ("05_the_recipe.ipynb", {"near 10/class": ("shifts, one rate 0.03, always AdaBN",
+                                                                  "one call, shifts of up to 4 px")}),  # cell: arms
+    "surgical_tuned": ("05_the_recipe.ipynb", ("inverted source",)),  # tasks: every setup at its chosen rate
 }
 
 
@@ -59,7 +60,7 @@ def lesson_aware(name: str, study, notebooks, rest, quick_rest=None):
 def fresh_seeds() -> tuple[int, ...]:
     """Seeds whose studies the claim tests train again: $FTCOURSE_CLAIM_SEEDS ("0,1,2,3,4,5"), else (0,).
 
-    `make claims` re-runs seeds 0-5 (3-5 of recipe and surgical never used while writing the lessons).
+    `make claims` re-runs seeds 0-5.
     """
     value = os.environ.get("FTCOURSE_CLAIM_SEEDS", "0")
     try:
@@ -122,7 +123,10 @@ QUICK_PARTS = {"time_to_accuracy": {"rates": (0.01,), "steps": 100},  # a consta
                # the shipped run's first 100 (validation reads at 25-100 compared; its wall time is the file's)
                "shifted_target": {"kinds": ("contrast",), "policies": ("batch statistics",)},
                "adabn": {"sizes": (32,)}, "tuned_families": {"families": ("head 10x",), "grid": (0.03,)},
-               "group_rates": {"setups": ("group 1 at 1e-3",)}}
+               "group_rates": {"setups": ("group 1 at 1e-3",)},
+               "recipe_floor": {"tasks": ("far",), "shots": (10,)},
+               "unseen": {"tasks": ("letters",), "shots": (10,), "arms": ("shifts, one rate 0.03, always AdaBN",),
+                          "baselines": ()}}  # the rebuilt recipe on one unseen cell, read through folder_task
 
 
 def quick(name: str, study):

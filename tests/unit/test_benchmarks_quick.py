@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -111,26 +113,6 @@ def test_seed_studies_quick_writes_a_results_file_it_does_not_ship():
     assert re.search(r"^time_to_accuracy: \S+time_to_accuracy\.json holds seeds \[0\]$", text, re.M)
     assert "data/results" not in text  # --quick writes into a temporary folder
     assert {p: p.read_bytes() for p in shipped} == before
-
-
-def test_recipe_table_quick_trains_five_methods_and_prints_the_table():
-    text = _run("recipe_table.py", "--threads", "1")
-    assert re.search(r"^10 images per class; trained now: seeds \[0\], 20 steps per method, 1 threads$", text, re.M)
-    assert re.search(r"^task\s+method\s+test accuracy\s+seconds$", text, re.M)
-    rows = [line for line in text.splitlines() if line.startswith("far ")]
-    assert [re.match(r"far\s+(.+?)\s+\d\.\d{3} ", r).group(1) for r in rows] == list(
-        ("scratch", "linear probe", "fine-tune", "fastai fine_tune", "recipe"))
-    assert all(re.search(r"\s0\.\d{3} \(0\.\d\d-0\.\d\d\)\s+\d+\.\d$", r) for r in rows), rows
-    assert re.search(r"^\s+best on the mean: (scratch|linear probe|fine-tune|fastai fine_tune|recipe)$", text, re.M)
-
-
-def test_recipe_table_prints_the_shipped_file_without_training():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_table.py")], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "data/results/recipe.json" in out.stdout and "trained now" not in out.stdout
-    for task in ("digits", "near", "far"):
-        assert len([line for line in out.stdout.splitlines() if line.startswith(task + " ")]) == 5
 
 
 def test_transfer_table_prints_the_data_size_study_without_training():
@@ -268,11 +250,16 @@ def test_merge_ablation_joins_parts_checks_repeats_and_completes_the_forced_adab
     assert short.returncode != 0 and "numbers missing" in short.stderr and not (tmp_path / "m3.json").exists()
 
 
-def test_recipe_wall_time_times_the_recipe_and_every_bar_on_a_cell():
+def test_recipe_wall_time_times_the_recipe_and_every_bar_on_a_cell(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_wall_time.py"), "--tasks", "far",
-                          "--shots", "10", "--repeats", "1", "--steps", "5"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+                          "--shots", "10", "--repeats", "1", "--steps", "5", "--save", str(tmp_path / "w.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "Median wall seconds of 1 runs, seed 0" in out.stdout
     row = next(line for line in out.stdout.splitlines() if line.startswith("far 10/class"))
     assert len(row.split()) == 2 + 5  # the cell, four methods' seconds, and the ratio
+    saved = json.loads((tmp_path / "w.json").read_text())
+    assert saved["arm"] == "run_recipe" and saved["repeats"] == 1 and "--save" in saved["command"]
+    (cell,) = saved["rows"]
+    assert cell["cell"] == "far 10/class" and cell["recipe / one call + shifts"] == pytest.approx(
+        cell["run_recipe"] / cell["one call, shifts of up to 4 px"])

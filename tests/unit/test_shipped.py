@@ -68,13 +68,14 @@ def test_differences_from_shipped_partial_compares_only_what_was_measured():
 
 
 def test_wall_seconds_and_choices_are_never_compared_with_the_shipped_file():
-    seed0 = shipped.read_results("recipe")["seeds"]["0"]
+    seed0 = shipped.read_results("recipe_ablation")["seeds"]["0"]
     fresh = {k: (v * 3 if "seconds" in k else v) for k, v in seed0.items()}
-    fresh["near chosen rate"] = 123.0
-    assert not shipped.differences_from_shipped("recipe", 0, fresh)
-    fresh["near test recipe"] = seed0["near test recipe"] + 0.2
-    assert shipped.differences_from_shipped("recipe", 0, fresh) == [
-        f"near test recipe: {fresh['near test recipe']:.4g} vs shipped {seed0['near test recipe']:.4g}"]
+    fresh["near 10/class chosen rate recipe"] = 123.0
+    assert not shipped.differences_from_shipped("recipe_ablation", 0, fresh)
+    key = "near 10/class test recipe"
+    fresh[key] = seed0[key] + 0.2
+    assert shipped.differences_from_shipped("recipe_ablation", 0, fresh) == [
+        f"{key}: {fresh[key]:.4g} vs shipped {seed0[key]:.4g}"]
 
 
 def test_by_seed_and_seed_codes_read_a_results_file():

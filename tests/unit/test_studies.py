@@ -75,15 +75,24 @@ def test_the_ablation_arms_are_pinned_to_the_recipe_before_the_study():
     assert studies._arm_kwargs("run_recipe") == {}  # run_recipe as it is now
 
 
-def test_a_study_in_progress_is_never_written_over_the_shipped_files():
-    import subprocess
-    import sys
+def test_a_study_in_progress_is_never_written_over_the_shipped_files(monkeypatch):
+    import importlib.util
     from pathlib import Path
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_studies.py"
-    out = subprocess.run([sys.executable, str(script), "--study", "surgical_tuned"], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode != 0 and "surgical_tuned is in progress (not shipped): give --out" in out.stderr
-    assert "surgical_tuned" not in studies.STUDIES and "surgical_tuned" not in shipped.STUDY_NAMES
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_studies.py"
+    spec = importlib.util.spec_from_file_location("seed_studies_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def draft(seed):  # a study measured into build/ before it ships
+        raise AssertionError("never run without --out and --seeds")
+
+    monkeypatch.setitem(script.studies.IN_PROGRESS, "draft", draft)
+    monkeypatch.setitem(script.ALL_STUDIES, "draft", draft)
+    with pytest.raises(SystemExit, match="draft is in progress \\(not shipped\\): give --out"):
+        script.main(["--study", "draft"])
+    with pytest.raises(SystemExit, match="draft is in progress"):
+        script.main(["--study", "draft", "--seeds", "0"])  # --out too
+    assert "draft" not in shipped.STUDY_NAMES
 
 
 def test_surgical_tuned_study_chooses_each_setups_rate_then_the_setup_on_validation():
