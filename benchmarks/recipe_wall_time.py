@@ -77,7 +77,8 @@ def main(argv=None) -> None:
                                      f"{threads} torch threads (recipe with BN folding)",
                          formats={**{m: "{:.1f}" for m in methods}, "recipe / one call + shifts": "{:.2f}"}))
     if args.save is not None:
-        payload = {"command": "python benchmarks/recipe_wall_time.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        given = sys.argv[1:] if argv is None else argv
+        payload = {"command": "python benchmarks/recipe_wall_time.py " + " ".join(given),
                    "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                    "threads": threads, "date": datetime.date.today().isoformat(), "arm": args.arm,
                    "repeats": args.repeats, "seed": args.seed, "steps": args.steps, "rows": rows}

@@ -11,10 +11,10 @@ In order (each decision timed and recorded on a RecipeReport):
 6. Fine-tune every layer at that rate (SGD, one-cycle, random shifts of up to 4 pixels on every training batch),
    then validation and test accuracy.
 7. BN folding for deployment: fold_bn, outputs compared, inference timed against the unfolded model.
-The defaults are the ones lesson 05's ablation chose on validation (`ftcourse.lab.ablation`, seeds 0-9): shifts
-joined, the rate search and the AdaBN threshold did not earn their place. Budget: with candidates, the rate runs
-and the final run share `steps` minus one short run (the measurements cost about that), so the recipe costs about
-one `fine_tune(task, steps=steps)` plus lp_ft's probe. The test set is used once, at the end.
+The defaults are the ones the recipe's ablation chose on validation (data/results/recipe_ablation.json, seeds
+0-9): shifts joined, the rate search and the AdaBN threshold did not earn their place. Budget: with candidates,
+the rate runs and the final run share `steps` minus one short run (the measurements cost about that), so the
+recipe costs about one `fine_tune(task, steps=steps)` plus lp_ft's probe. The test set is used once, at the end.
 """
 from __future__ import annotations
 
@@ -66,13 +66,13 @@ class RecipeConfig:
 
     optimizer: "sgd" (momentum 0.9, weight decay 5e-4) or "adamw" (weight decay 0.01, decoupled; its rates are
     about 30x lower than SGD's: pass `rates` to run_recipe). schedule: "onecycle", "cosine" or "constant".
-    augment: RandomShift's largest shift in pixels for every training batch (default 4; 0: none). label_smoothing: of the
-    cross-entropy. ema: decay of an exponential moving average of the weights and BN buffers, which replaces the
-    weights at the end (None: none). l2sp: alpha of L2-SP, a pull of the body toward its pretrained weights (0:
-    none). rate_rule: how the short runs choose the rate: the largest candidate within one standard error of the best
-    validation accuracy (the binomial SE of one accuracy), the smallest within one SE of the paired per-image
-    difference from the best, or the best. probe_fraction: each short run's share of `steps`. bn_policy: "auto"
-    (frozen statistics only below SMALL_BATCH) or "frozen statistics".
+    augment: RandomShift's largest shift in pixels for every training batch (default 4; 0: none).
+    label_smoothing: of the cross-entropy. ema: decay of an exponential moving average of the weights and BN
+    buffers, which replaces the weights at the end (None: none). l2sp: alpha of L2-SP, a pull of the body
+    toward its pretrained weights (0: none). rate_rule: how the short runs choose the rate: the largest candidate
+    within one standard error of the best validation accuracy (the binomial SE of one accuracy), the smallest
+    within one SE of the paired per-image difference from the best, or the best. probe_fraction: each short
+    run's share of `steps`. bn_policy: "auto" (frozen statistics only below SMALL_BATCH) or "frozen statistics".
     """
 
     optimizer: str = "sgd"
@@ -435,9 +435,9 @@ def run_recipe(task: Task, model: nn.Module | None = None, seed: int = 0, steps:
     of CHOICE_FRACTION * steps steps and the largest rate within one standard error of the best validation accuracy
     trains for the remaining steps (steps minus one more short run, the cost of the measurements); with fewer than
     MIN_VAL_TO_CHOOSE validation images it warns and takes the middle one. The test set is evaluated once, at the end.
-    `adabn_policy`: True (default) AdaBN always, False never, None when the BN gap is over ADABN_THRESHOLD; `final_steps`
-    sets the final run's length (None: what the budget leaves); `head_steps` the warm-up's length (None:
-    `steps`; 0: no warm-up, the new head starts random). `config`: the settings no measurement decides
+    `adabn_policy`: True (default) AdaBN always, False never, None when the BN gap is over ADABN_THRESHOLD;
+    `final_steps` sets the final run's length (None: what the budget leaves); `head_steps` the warm-up's length
+    (None: `steps`; 0: no warm-up, the new head starts random). `config`: the settings no measurement decides
     (optimizer, schedule, augmentation, ...; RecipeConfig's defaults when None).
     """
     _check(task, model, steps, batch_size, rates)

@@ -22,7 +22,8 @@ __all__ = ["STUDY_NAMES", "TEN_SEEDS", "STUDY_SEEDS", "seeds_of", "by_seed", "QU
            "differences_from_shipped", "summarise"]
 
 STUDY_NAMES = ("warm_up", "data_size", "rates", "group_rates", "tuned_families", "time_to_accuracy", "bn_policy",
-               "adabn", "shifted_target", "recipe_ablation", "recipe_floor", "unseen", "surgical_tuned")  # one file each
+               "adabn", "shifted_target", "recipe_ablation", "recipe_floor", "unseen",
+               "surgical_tuned")  # one file each
 TEN_SEEDS = tuple(range(10))
 # the seeds each shipped file holds: ten, as a lesson compares methods over seeds 0-9
 STUDY_SEEDS = {"warm_up": TEN_SEEDS, "data_size": TEN_SEEDS, "rates": TEN_SEEDS, "group_rates": TEN_SEEDS,

@@ -41,7 +41,8 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "bn_policy_study",
            "adabn_study", "SHIFTED_TARGETS", "SHIFTED_BATCH", "shifted_target_study",
            "RECIPE_TASKS", "NEW_TASK_SHOTS",
-           "FASTAI_BASE_LR", "fastai_epochs", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS", "ABLATION_BASELINES",
+           "FASTAI_BASE_LR", "fastai_epochs", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS",
+           "ABLATION_BASELINES",
            "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS",
            "SURGICAL_LEE_SETUPS", "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study", "FLOORS",
            "recipe_floor_study"]
