@@ -1,6 +1,7 @@
 """The course's whole recipe in one call: `run_recipe(task)` makes each decision the course teaches from a measurement.
 
 In order (each decision timed and recorded on a RecipeReport):
+
 1. BN statistics: how far the pretrained running means are from the target's, then AdaBN on the training images
    (always, by default; `adabn_policy=None` applies it only over ADABN_THRESHOLD, the old rule).
 2. Head warm-up: a new head trained on cached body features (a linear probe).
@@ -11,6 +12,7 @@ In order (each decision timed and recorded on a RecipeReport):
 6. Fine-tune every layer at that rate (SGD, one-cycle, random shifts of up to 4 pixels on every training batch),
    then validation and test accuracy.
 7. BN folding for deployment: fold_bn, outputs compared, inference timed against the unfolded model.
+
 The defaults are the ones the recipe's ablation chose on validation (data/results/recipe_ablation.json, seeds
 0-9): shifts joined, the rate search and the AdaBN threshold did not earn their place. Budget: with candidates,
 the rate runs and the final run share `steps` minus one short run (the measurements cost about that), so the
