@@ -95,10 +95,10 @@ def fastai_fine_tune(task: Task, seed: int = 0, epochs: int = 28, base_lr: float
     head (the model's head is kept), fastai's shuffling RNG, and its optimizer state across the phases (fastai's
     fit_one_cycle keeps the optimizer, reset_opt=False, so the head's and BN's AdamW moments from phase 1 carry
     into phase 2; here phase 2 starts a new AdamW, which loses the history of the 1-15 phase-1 steps of the
-    course's tasks). benchmarks/fastai_schedule_check.py
-    compares with real fastai. Ablations (not fastai): wd, train_bn=False (a true freeze in phase 1),
-    opt="sgd", freeze_epochs=0 (no phase 1; base_lr is halved all the same). augment(x) changes every
-    training batch of both phases (e.g. ftcourse.RandomShift(4, seed)), as fastai's batch transforms do.
+    course's tasks). benchmarks/fastai_schedule_check.py compares with real fastai. Ablations (not fastai): wd,
+    train_bn=False (a true freeze in phase 1), opt="sgd", freeze_epochs=0 (no phase 1; base_lr is halved all the
+    same). augment(x) changes every training batch of both phases (e.g. ftcourse.RandomShift(4, seed)), as fastai's
+    batch transforms do.
     """
     if len(task.y_train) < batch_size:
         raise ValueError(f"{len(task.y_train)} training images and batch_size={batch_size}: fastai drops the last "

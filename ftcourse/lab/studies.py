@@ -42,10 +42,9 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "adabn_study", "SHIFTED_TARGETS", "SHIFTED_BATCH", "shifted_target_study",
            "RECIPE_TASKS", "NEW_TASK_SHOTS",
            "FASTAI_BASE_LR", "fastai_epochs", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS",
-           "ABLATION_BASELINES",
-           "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS", "SURGICAL_LEE_TASKS",
-           "SURGICAL_LEE_SETUPS", "SURGICAL_RATES", "surgical_tuned_study", "UNSEEN_ARMS", "unseen_study", "FLOORS",
-           "recipe_floor_study"]
+           "ABLATION_BASELINES", "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS",
+           "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS", "SURGICAL_RATES", "surgical_block", "surgical_tuned_study",
+           "UNSEEN_ARMS", "unseen_study", "FLOORS", "recipe_floor_study"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
 BN_BATCH_SIZES = (2, 4, 8, 32)
@@ -535,7 +534,8 @@ SURGICAL_LEE_SETUPS = ("block 1", "block 2", "block 3", "block 4", "head", "all"
 SURGICAL_RATES = (0.003, 0.01, 0.03, 0.1)
 
 
-def _setup_block(setup: str):
+def surgical_block(setup: str):
+    """surgical_fine_tune's `block` for a setup name of SURGICAL_LEE_SETUPS ("block 2" -> 1, "head", "all")."""
     return setup if setup in ("all", "head") else int(setup.split()[1]) - 1
 
 
@@ -556,7 +556,7 @@ def surgical_tuned_study(seed: int, tasks=SURGICAL_LEE_TASKS, setups=SURGICAL_LE
         for setup in setups:
             for lr in grid:
                 model, out[f"{name} test {setup} lr {lr:g}"] = surgical_fine_tune(
-                    task, _setup_block(setup), seed, steps=steps, lr=lr, model=copy.deepcopy(start))
+                    task, surgical_block(setup), seed, steps=steps, lr=lr, model=copy.deepcopy(start))
                 out[f"{name} val {setup} lr {lr:g}"] = _val(model, task)
             best = max(grid, key=lambda r: (out[f"{name} val {setup} lr {r:g}"], -r))
             out[f"{name} chosen rate {setup}"] = best
