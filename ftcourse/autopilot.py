@@ -46,7 +46,7 @@ from .tables import Table, TableReport
 from .train import evaluate, fit, precompute_features, predict
 
 __all__ = ["ADABN_THRESHOLD", "RATE", "RATE_CANDIDATES", "CHOICE_FRACTION", "MIN_VAL_TO_CHOOSE", "SMALL_BATCH",
-           "RecipeConfig", "RecipeReport", "bn_gap", "choose_rate", "run_recipe"]
+           "RecipeConfig", "RecipeReport", "bn_gap", "target_means", "choose_rate", "run_recipe"]
 
 ADABN_THRESHOLD = 0.04  # bn_gap on validation images between clean targets and shifted ones (the BatchNorm lesson)
 RATE = 0.03  # run_recipe's one rate for all layers (SGD scale): the rates study's validation choice, and the ablation's
@@ -75,6 +75,7 @@ class RecipeConfig:
     within one standard error of the best validation accuracy (the binomial SE of one accuracy), the smallest
     within one SE of the paired per-image difference from the best, or the best. probe_fraction: each short
     run's share of `steps`. bn_policy: "auto" (frozen statistics only below SMALL_BATCH) or "frozen statistics".
+    final_fraction: the final run's share of the steps the budget leaves it (run_recipe's `final_steps` overrides).
     """
 
     optimizer: str = "sgd"
@@ -86,6 +87,7 @@ class RecipeConfig:
     rate_rule: str = "largest within 1 SE"
     probe_fraction: float = CHOICE_FRACTION
     bn_policy: str = "auto"
+    final_fraction: float = 1.0
 
     def __post_init__(self):
         choices = {"optimizer": ("sgd", "adamw"), "schedule": ("onecycle", "cosine", "constant"),
@@ -99,6 +101,10 @@ class RecipeConfig:
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not low <= value < high:
                 raise ValueError(f"RecipeConfig.{name} must be a number in [{low}, {high}), got {value!r}")
+        if not (isinstance(self.final_fraction, numbers.Real) and not isinstance(self.final_fraction, bool)
+                and 0 < self.final_fraction <= 1):
+            raise ValueError(f"RecipeConfig.final_fraction must be a number in (0, 1], e.g. 0.8, "
+                             f"got {self.final_fraction!r}")
         if self.ema is not None and not (isinstance(self.ema, numbers.Real) and 0 < self.ema < 1):
             raise ValueError(f"RecipeConfig.ema must be None or a decay in (0, 1), e.g. 0.98, got {self.ema!r}")
 
@@ -108,15 +114,22 @@ class RecipeConfig:
         return ", ".join(changed) or "defaults"
 
 
-def bn_gap(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> float:
+def bn_gap(model: nn.Module, images: torch.Tensor, batch_size: int = 64, target: dict | None = None) -> float:
     """Mean over BN layers of mean abs(target mean - running mean) / running std (the measure of the BatchNorm lesson).
 
     The target's per-channel means come from AdaBN on a copy (all `images`, no labels); the model is untouched.
+    `target`: those means from an earlier call of `target_means` on a model with the same weights (AdaBN's pass
+    normalises with batch statistics, so the running ones do not change it): the pass is not repeated.
     """
-    adapted = adabn(copy.deepcopy(model), make_loader(images, torch.zeros(len(images)), batch_size=batch_size))
-    old, new = dict(bn_modules(model)), dict(bn_modules(adapted))
-    gaps = [((new[n].running_mean - m.running_mean).abs() / m.running_var.sqrt()).mean().item() for n, m in old.items()]
+    target = target_means(model, images, batch_size) if target is None else target
+    gaps = [((target[n] - m.running_mean).abs() / m.running_var.sqrt()).mean().item() for n, m in bn_modules(model)]
     return sum(gaps) / len(gaps)
+
+
+def target_means(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """{BN layer name: the per-channel means of its inputs on `images`} (AdaBN on a copy; the model is untouched)."""
+    adapted = adabn(copy.deepcopy(model), make_loader(images, torch.zeros(len(images)), batch_size=batch_size))
+    return {n: m.running_mean for n, m in bn_modules(adapted)}
 
 
 @dataclass(repr=False)
@@ -269,11 +282,12 @@ def _bn_statistics(run: _Run, adabn_policy: bool | None) -> None:
     """1. The BN gap on the validation images (no labels); AdaBN with the training images if over the threshold."""
     report, task = run.report, run.task
     with report.step("1 BN statistics") as row:
-        report.bn_gap_before = report.bn_gap_after = bn_gap(run.model, task.x_val) if bn_modules(run.model) else 0.0
+        target = target_means(run.model, task.x_val) if bn_modules(run.model) else None
+        report.bn_gap_before = report.bn_gap_after = bn_gap(run.model, task.x_val, target=target) if target else 0.0
         report.adabn_applied = report.bn_gap_before > ADABN_THRESHOLD if adabn_policy is None else bool(adabn_policy)
         if report.adabn_applied:
             adabn(run.model, make_loader(task.x_train, task.y_train, batch_size=64))
-            report.bn_gap_after = bn_gap(run.model, task.x_val)
+            report.bn_gap_after = bn_gap(run.model, task.x_val, target=target)  # the same target: no second pass
         rule = (f"(adabn_policy={adabn_policy})" if adabn_policy is not None else
                 f"{'>' if report.adabn_applied else '<='} ADABN_THRESHOLD {ADABN_THRESHOLD}")
         row["decision"] = "AdaBN (training images)" if report.adabn_applied else "keep pretrained statistics"
@@ -358,6 +372,11 @@ def choose_rate(right: dict, rule: str = "largest within 1 SE") -> tuple[float, 
     return best_lr, "highest accuracy"
 
 
+def _final(run: _Run, left: int, final_steps: int | None) -> int:
+    """The final run's steps: `final_steps` if given, else RecipeConfig.final_fraction of the `left` steps."""
+    return int(final_steps) if final_steps is not None else max(1, round(run.config.final_fraction * left))
+
+
 def _learning_rate(run: _Run, final_steps: int | None) -> None:
     """5. A short run from the warmed-up model at each candidate rate, judged on validation (RecipeConfig.rate_rule)."""
     report, rates, rule = run.report, run.rates, run.config.rate_rule
@@ -369,17 +388,17 @@ def _learning_rate(run: _Run, final_steps: int | None) -> None:
                           f"is {100 / n_val:.0f} points): no short runs, training at {middle:g}, the middle "
                           f"candidate. Give one rate, or {MIN_VAL_TO_CHOOSE}+ validation images "
                           "(folder_task(..., val_per_class=...))", stacklevel=4)
-            report.chosen_lr, report.final_steps = middle, run.steps if final_steps is None else int(final_steps)
+            report.chosen_lr, report.final_steps = middle, _final(run, run.steps, final_steps)
             row["decision"] = f"{middle:g} for every group (the middle candidate: validation too small to choose)"
             row["measurement"] = f"{n_val} validation images < MIN_VAL_TO_CHOOSE {MIN_VAL_TO_CHOOSE}: no short runs"
             return
         if len(rates) == 1:  # nothing to choose: no short runs, the final run gets every step
-            report.chosen_lr, report.final_steps = rates[0], run.steps if final_steps is None else int(final_steps)
+            report.chosen_lr, report.final_steps = rates[0], _final(run, run.steps, final_steps)
             row["decision"] = f"{report.chosen_lr:g} for every group (the only candidate)"
             row["measurement"] = "no short runs"
             return
         short = report.steps_per_candidate = max(1, int(run.steps * run.config.probe_fraction))
-        report.final_steps = max(1, run.steps - short * (len(rates) + 1)) if final_steps is None else int(final_steps)
+        report.final_steps = _final(run, max(1, run.steps - short * (len(rates) + 1)), final_steps)
         right = {}  # candidate rate -> which validation images its short run classifies correctly (1/0)
         for lr in rates:
             trial = copy.deepcopy(run.model)
@@ -414,9 +433,9 @@ def _bn_folding(run: _Run) -> None:
         model.eval()
         report.folded_model, folded = fold_bn(model, return_report=True)
         x = run.task.x_val[:32].to(run.device)
-        with torch.no_grad():
+        with torch.no_grad():  # these two calls are also forward_ms's warm-up
             report.fold_max_diff = (model(x) - report.folded_model(x)).abs().max().item()
-        ms = forward_ms([model, report.folded_model], x, reps=5)
+        ms = forward_ms([model, report.folded_model], x, reps=3, warmup=0)
         report.folded_speedup = ms[0] / ms[1]
         row["decision"] = f"{len(folded['folded'])} BN layers folded (report.folded_model)"
         row["measurement"] = (f"max |diff| {report.fold_max_diff:.1e}; forward {ms[0]:.1f} -> {ms[1]:.1f} ms "

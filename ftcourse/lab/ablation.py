@@ -24,7 +24,7 @@ from ftcourse.compare import PairedComparison
 from . import studies
 
 __all__ = ["Decision", "DECISIONS", "SIMPLEST", "COMBINED", "final_arm", "CELLS", "cell_mean", "compare", "outcome",
-           "decision_table", "combined_table", "defaults_differ"]
+           "decision_table", "combined_table", "defaults_differ", "LENGTH", "length_arm"]
 
 CELLS = tuple(f"{t} {k}/class" for t in studies.ABLATION_TASKS for k in studies.ABLATION_SHOTS)
 
@@ -68,6 +68,20 @@ COMBINED = (
     Decision("AdaBN only when the BN gap is over the threshold", "shifts, one rate 0.03, no short runs", "add"),
     Decision("the rate chosen by short runs (AdaBN by the gap)", "shifts of up to 4 px", "add"),
 )
+
+
+# The wall-time bar (the recipe in no more time than the one call): the chosen arm with a shorter final run,
+# measured fresh beside the full-length arm (studies.recipe_length_study). Written before any seed of it ran: a
+# shorter run takes the full one's place unless it is behind on validation (a cost is dropped like a decision).
+LENGTH = tuple(Decision(f"the final run's last {100 - p} % of steps", f"{studies.LENGTH_BASE}, final run {p} %",
+                        "drop", base=studies.LENGTH_BASE) for p in (90, 80))
+
+
+def length_arm(per_seed: dict[int, dict[str, float]], decisions=LENGTH) -> str:
+    """The shortest final run (LENGTH, longest first) whose arm is not behind the full-length one on validation;
+    studies.LENGTH_BASE if every one is behind."""
+    kept = [d.arm for d in decisions if outcome(d, compare(per_seed, d)) == "dropped"]
+    return kept[-1] if kept else studies.LENGTH_BASE
 
 
 def cell_mean(per_seed: dict[int, dict[str, float]], arm: str, split: str = "val", cells=CELLS) -> dict[int, float]:

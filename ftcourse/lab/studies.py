@@ -44,7 +44,8 @@ __all__ = ["DATA_SIZES", "BN_BATCH_SIZES", "warm_up_study", "data_size_study", "
            "FASTAI_BASE_LR", "fastai_epochs", "STUDIES", "ABLATION_TASKS", "ABLATION_SHOTS", "ABLATION_ARMS",
            "ABLATION_BASELINES", "ADAMW_RATES", "ABLATION_BEFORE", "recipe_ablation_study", "IN_PROGRESS",
            "SURGICAL_LEE_TASKS", "SURGICAL_LEE_SETUPS", "SURGICAL_RATES", "surgical_block", "surgical_tuned_study",
-           "UNSEEN_ARMS", "unseen_study", "FLOORS", "recipe_floor_study"]
+           "UNSEEN_ARMS", "unseen_study", "FLOORS", "recipe_floor_study", "LENGTH_BASE", "LENGTH_ARMS",
+           "recipe_length_study"]
 
 DATA_SIZES = (1, 10, 50, 250)  # images per class; 250 is the whole training pool
 BN_BATCH_SIZES = (2, 4, 8, 32)
@@ -382,6 +383,9 @@ ABLATION_ARMS = {
     # its AdaBN threshold tested both ways (on the old recipe, "always AdaBN" was level or ahead in every cell)
     "shifts, one rate 0.03, always AdaBN": {"config": {"augment": 4}, "rates": (0.03,), "adabn_policy": True},
     "shifts, one rate 0.03, never AdaBN": {"config": {"augment": 4}, "rates": (0.03,), "adabn_policy": False},
+    # the chosen arm with a shorter final run (recipe_length_study): the wall-time bar
+    **{f"shifts, one rate 0.03, always AdaBN, final run {p} %": {
+        "config": {"augment": 4, "final_fraction": p / 100}, "rates": (0.03,), "adabn_policy": True} for p in (90, 80)},
 }
 ABLATION_BASELINES = ("fine-tune", "one call", "one call, shifts of up to 4 px")  # the bars the recipe must meet
 
@@ -521,6 +525,25 @@ def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arm
                           baselines, steps, derive=True)
 
 
+# The chosen arm (ablation.final_arm) against itself with a shorter final run, fresh in one environment: the recipe
+# must take no more wall time than the one call. The rule (ablation.LENGTH_STEPS), fixed before any seed ran: the
+# shortest final run whose arm is not behind the full-length one on the shipped tasks' validation.
+LENGTH_BASE = "shifts, one rate 0.03, always AdaBN"
+LENGTH_ARMS = (LENGTH_BASE, f"{LENGTH_BASE}, final run 90 %", f"{LENGTH_BASE}, final run 80 %")
+
+
+def recipe_length_study(seed: int, tasks=ABLATION_TASKS, unseen=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS,
+                        arms=LENGTH_ARMS, steps: int = DEFAULTS.steps, root=None) -> dict[str, float]:
+    """LENGTH_ARMS in the ablation's six cells (they decide, on validation) and on the unseen tasks (they report);
+    keys as recipe_ablation_study's ("<task> <k>/class val <arm>", ...). No baselines: those are in the
+    recipe_ablation and unseen files."""
+    root = Path(tempfile.gettempdir()) / "ftcourse-unseen" if root is None else Path(root)
+    out = _arms_on_tasks(lambda name, k: RECIPE_TASKS[name](shots=k, seed=seed), seed, tasks, shots, arms, (),
+                         steps, derive=False)
+    return out | _arms_on_tasks(lambda name, k: unseen_task(name, root, shots=k, seed=seed), seed, unseen, shots,
+                                arms, (), steps, derive=False)
+
+
 # ---------------------------------------------------------------- surgical fine-tuning: which block to train
 def _surgical_task(name: str, seed: int, shots: int) -> Task:
     """One of SURGICAL_LEE_TASKS: the source digits with their inputs shifted, or with every label moved."""
@@ -574,4 +597,4 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "recipe_ablation": recipe_ablation_study, "recipe_floor": recipe_floor_study, "unseen": unseen_study,
            "surgical_tuned": surgical_tuned_study}
 # measured into build/ (seed_studies.py --out), not shipped until every seed is in
-IN_PROGRESS = {}
+IN_PROGRESS = {"recipe_length": recipe_length_study}
