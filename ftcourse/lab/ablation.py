@@ -24,7 +24,8 @@ from ftcourse.compare import PairedComparison
 from . import studies
 
 __all__ = ["Decision", "DECISIONS", "SIMPLEST", "COMBINED", "final_arm", "CELLS", "cell_mean", "compare", "outcome",
-           "decision_table", "combined_table", "defaults_differ", "LENGTH", "length_arm"]
+           "decision_table", "combined_table", "defaults_differ", "LENGTH", "length_arm",
+           "length_table"]
 
 CELLS = tuple(f"{t} {k}/class" for t in studies.ABLATION_TASKS for k in studies.ABLATION_SHOTS)
 
@@ -82,6 +83,16 @@ def length_arm(per_seed: dict[int, dict[str, float]], decisions=LENGTH) -> str:
     studies.LENGTH_BASE if every one is behind."""
     kept = [d.arm for d in decisions if outcome(d, compare(per_seed, d)) == "dropped"]
     return kept[-1] if kept else studies.LENGTH_BASE
+
+
+def length_table(per_seed: dict[int, dict[str, float]], decisions=LENGTH) -> Table:
+    """One row per shorter final run: its arm minus the full-length one on validation (recipe_length_study's file),
+    the rule's outcome ("dropped": the steps are not needed), test beside."""
+    return Table(_rows(per_seed, decisions), title=f"shorter final runs, seeds {sorted(per_seed)}: arm minus "
+                 f"{studies.LENGTH_BASE!r}, validation accuracy averaged over 3 tasks x 2 sizes",
+                 formats={"val (points)": "{:+.1f}", "test (points)": "{:+.1f}"},
+                 notes=["dropped: the last steps are not needed (the shorter run is not behind); "
+                        "stays: it is behind. Test accuracy is shown, never used."])
 
 
 def cell_mean(per_seed: dict[int, dict[str, float]], arm: str, split: str = "val", cells=CELLS) -> dict[int, float]:

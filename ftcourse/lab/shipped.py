@@ -23,14 +23,14 @@ __all__ = ["STUDY_NAMES", "TEN_SEEDS", "STUDY_SEEDS", "seeds_of", "by_seed", "QU
 
 STUDY_NAMES = ("warm_up", "data_size", "rates", "group_rates", "tuned_families", "time_to_accuracy", "bn_policy",
                "adabn", "shifted_target", "recipe_ablation", "recipe_floor", "unseen",
-               "surgical_tuned")  # one file each
+               "surgical_tuned", "recipe_length")  # one file each
 TEN_SEEDS = tuple(range(10))
 # the seeds each shipped file holds: ten, as a lesson compares methods over seeds 0-9
 STUDY_SEEDS = {"warm_up": TEN_SEEDS, "data_size": TEN_SEEDS, "rates": TEN_SEEDS, "group_rates": TEN_SEEDS,
                "tuned_families": TEN_SEEDS, "time_to_accuracy": TEN_SEEDS,
                "bn_policy": TEN_SEEDS, "adabn": TEN_SEEDS, "shifted_target": TEN_SEEDS,
                "recipe_ablation": TEN_SEEDS, "recipe_floor": TEN_SEEDS, "unseen": TEN_SEEDS,
-               "surgical_tuned": TEN_SEEDS}
+               "surgical_tuned": TEN_SEEDS, "recipe_length": TEN_SEEDS}
 QUANTITY_KINDS = {"test": "accuracy", "val": "accuracy", "train": "accuracy", "OOD": "accuracy",
                   "chosen": "choice", "seconds": "seconds"}  # a key word -> what the quantity is
 

@@ -353,7 +353,7 @@ ADAMW_RATES = (3e-4, 1e-3, 3e-3)  # AdamW's candidates: about 30x below SGD's (f
 ABLATION_BEFORE = {"rates": (0.01, 0.03, 0.1), "adabn_policy": None,
                    "config": {"optimizer": "sgd", "schedule": "onecycle", "augment": 0, "label_smoothing": 0.0,
                               "ema": None, "l2sp": 0.0, "rate_rule": "largest within 1 SE", "probe_fraction": 0.1,
-                              "bn_policy": "auto"}}
+                              "bn_policy": "auto", "final_fraction": 1.0}}
 # Each arm: run_recipe's keyword arguments, changed from ABLATION_BEFORE (the first arm) in one decision only.
 ABLATION_ARMS = {
     "recipe": {},
@@ -595,6 +595,6 @@ STUDIES = {"warm_up": warm_up_study, "data_size": data_size_study, "rates": rate
            "time_to_accuracy": time_to_accuracy_study,
            "bn_policy": bn_policy_study, "adabn": adabn_study, "shifted_target": shifted_target_study,
            "recipe_ablation": recipe_ablation_study, "recipe_floor": recipe_floor_study, "unseen": unseen_study,
-           "surgical_tuned": surgical_tuned_study}
+           "surgical_tuned": surgical_tuned_study, "recipe_length": recipe_length_study}
 # measured into build/ (seed_studies.py --out), not shipped until every seed is in
-IN_PROGRESS = {"recipe_length": recipe_length_study}
+IN_PROGRESS = {}

@@ -26,8 +26,9 @@ IN_LESSONS = {
     "rates": ("03_differential_learning_rates.ipynb", ("uniform 0.01", "np.array([1e-4,1e-3,1e-2])", "uniform 0.3",
                                                        "slice(0.003, 0.3)", "two-stage (lp_ft 0.01)")),  # skip=...
     "bn_policy": ("04_batchnorm_when_fine_tuning.ipynb", (2, 32)),  # batch sizes, every policy
-    "recipe_ablation": ("05_the_recipe.ipynb", {"near 10/class": ("shifts, one rate 0.03, always AdaBN",
-                                                                  "one call, shifts of up to 4 px")}),  # cell: arms
+    "recipe_ablation": ("05_the_recipe.ipynb", {"near 10/class": ("one call, shifts of up to 4 px",)}),  # cell: arms
+    "recipe_length": ("05_the_recipe.ipynb",
+                      {"near 10/class": ("shifts, one rate 0.03, always AdaBN, final run 80 %",)}),  # run_recipe()
     "surgical_tuned": ("05_the_recipe.ipynb", ("inverted source",)),  # tasks: every setup at its chosen rate
 }
 
@@ -126,7 +127,8 @@ QUICK_PARTS = {"time_to_accuracy": {"rates": (0.01,), "steps": 100},  # a consta
                "group_rates": {"setups": ("group 1 at 1e-3",)},
                "recipe_floor": {"tasks": ("far",), "shots": (10,)},
                "unseen": {"tasks": ("letters",), "shots": (10,), "arms": ("shifts, one rate 0.03, always AdaBN",),
-                          "baselines": ()}}  # the rebuilt recipe on one unseen cell, read through folder_task
+                          "baselines": ()},  # the rebuilt recipe on one unseen cell, read through folder_task
+               "recipe_length": {"tasks": ("far",), "shots": (10,), "unseen": ()}}  # its three arms, one cell
 
 
 def quick(name: str, study):

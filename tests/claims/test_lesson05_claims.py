@@ -2,25 +2,28 @@
 
 `studies.recipe_ablation_study` wrote data/results/recipe_ablation.json (the ablation, read on validation by
 `ftcourse.lab.ablation`'s rule, and the rebuilt recipe against its bars on test), `recipe_floor_study` its floors,
-`unseen_study` the two tasks the recipe was never designed on, and `surgical_tuned_study` surgical_tuned.json (Lee
-et al.'s input- and output-level shifts, each setup at its validation-chosen rate). The fresh seeds
-(seed 0 in `make test`; $FTCOURSE_CLAIM_SEEDS in `make claims`) are trained here, in part in `make test`, and
-compared with the files; when the lesson runs in the same session it trains seed 0's near-task recipe and one call
-with shifts (10 per class) and the inverted-source surgical runs (each setup at its chosen rate) itself, so they are
-not trained twice.
+`unseen_study` the two tasks the recipe was never designed on, `recipe_length_study` recipe_length.json (the walk's
+arm with its whole final run and two shorter ones, which the length rule reads: run_recipe's defaults train the 80 %
+one), and `surgical_tuned_study` surgical_tuned.json (Lee et al.'s input- and output-level shifts, each setup at its
+validation-chosen rate). The fresh seeds (seed 0 in `make test`; $FTCOURSE_CLAIM_SEEDS in `make claims`) are trained
+here, in part in `make test`, and compared with the files; when the lesson runs in the same session it trains seed
+0's near-task recipe (run_recipe's defaults) and one call with shifts (10 per class) and the inverted-source surgical
+runs (each setup at its chosen rate) itself, so they are not trained twice.
 Every claim is asserted on the shipped seeds with the fresh ones in their place (test ids say which).
 """
 import pytest
 
 import ftcourse
 from ftcourse.lab import ablation, shipped, studies
-from claim_seeds import (FRESH, IN_LESSONS, QUICK, SEEDS_OF, SHIPPED_AND_FRESH, checked_in_lesson, lesson_aware,
-                         results_per_seed, study_results)
+from claim_seeds import (FRESH, IN_LESSONS, QUICK, QUICK_PARTS, SEEDS_OF, SHIPPED_AND_FRESH, checked_in_lesson,
+                         lesson_aware, results_per_seed, study_results)
 from ftcourse.lab.shipped import read_results
 
 pytestmark = pytest.mark.slow
 
-FINAL = "shifts, one rate 0.03, always AdaBN"  # the arm the rule chose, run_recipe's defaults
+WALK = studies.LENGTH_BASE  # the arm the walk chose on the ablation
+FINAL = f"{WALK}, final run 80 %"  # with the final run the length rule chose: run_recipe's defaults
+UNSEEN = ("letters", "shapes")  # studies.UNSEEN_TASKS
 BARS = ("fine-tune", "one call", "one call, shifts of up to 4 px")
 SCRATCH_MACHINE_TOL = 0.10  # 200 steps from a random start on 10 images per class amplify summation-order
 # differences between machines (near task, seed 1: 0.301 with 2 torch threads, 0.243 with 1)
@@ -71,6 +74,50 @@ def ablated(notebooks_in_session):
     return results_per_seed("recipe_ablation", study, SEEDS_OF["recipe_ablation"], FRESH)
 
 
+def _length_rest(seed, part, shipped_seed):
+    """`make claims`: seed 0 of recipe_length without the lesson's run (`part`: cell -> arms), which is the file's."""
+    out = dict(shipped_seed)
+    for name in (*studies.ABLATION_TASKS, *UNSEEN):
+        for k in studies.ABLATION_SHOTS:
+            arms = tuple(a for a in studies.LENGTH_ARMS if a not in part.get(f"{name} {k}/class", ()))
+            shipped_task = name in studies.ABLATION_TASKS
+            out |= studies.recipe_length_study(seed, tasks=(name,) if shipped_task else (),
+                                               unseen=() if shipped_task else (name,), shots=(k,), arms=arms)
+    return out
+
+
+def _length_quick_rest(seed, part, shipped_seed):
+    """`make test`: of the rest of seed 0, the quick part (QUICK_PARTS: the three arms on far at 10 per class)."""
+    return dict(shipped_seed) | studies.recipe_length_study(seed, **QUICK_PARTS["recipe_length"])
+
+
+def _length_quick_alone(seed):
+    """`make test`'s mode without the lesson in the session: the lesson's run and the quick part trained here (one
+    torch thread, as the file was measured), the rest of seed 0 from the file."""
+    part = IN_LESSONS["recipe_length"][1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTCOURSE_THREADS", "1")
+        out = _length_quick_rest(seed, part, read_results("recipe_length")["seeds"][str(seed)])
+        for cell, arms in part.items():
+            name, k = cell.split()[0], int(cell.split()[1].split("/")[0])
+            out |= studies.recipe_length_study(seed, tasks=(name,), unseen=(), shots=(k,), arms=arms)
+    return out
+
+
+@pytest.fixture(scope="module")
+def length(notebooks_in_session):
+    study = lesson_aware("recipe_length", studies.recipe_length_study, notebooks_in_session, _length_rest,
+                         _length_quick_rest)
+    if QUICK and not checked_in_lesson("recipe_length", notebooks_in_session)[0]:
+        study = lambda seed: _length_quick_alone(seed) if seed == 0 else studies.recipe_length_study(seed)  # noqa: E731
+    return results_per_seed("recipe_length", study, SEEDS_OF["recipe_length"], FRESH)
+
+
+def _with_recipe(per_seed, length):
+    """Each seed's numbers with the rebuilt recipe's (FINAL, from the recipe_length file) added."""
+    return {s: r | {k: v for k, v in length[s].items() if k.endswith(f" {FINAL}")} for s, r in per_seed.items()}
+
+
 @pytest.fixture(scope="module")
 def floors():
     return study_results("recipe_floor")
@@ -105,40 +152,60 @@ def test_the_shipped_tables_are_what_this_code_measures(ablated, floors, unseen,
     assert not shipped.differences_from_shipped("unseen", seed, unseen[seed])
 
 
+@pytest.mark.parametrize("seed", SHIPPED_AND_FRESH["recipe_length"])
+def test_the_shipped_length_table_is_what_this_code_measures(length, seed):
+    assert set(length[seed]) == set(shipped.read_results("recipe_length")["seeds"][str(seed)])
+    assert not shipped.differences_from_shipped("recipe_length", seed, length[seed])
+
+
 @pytest.mark.parametrize("seed", SHIPPED_AND_FRESH["surgical_tuned"])
 def test_the_shipped_surgical_table_is_what_this_code_measures(surgical, seed):
     assert not shipped.differences_from_shipped("surgical_tuned", seed, surgical[seed])
 
 
-def test_the_rule_reads_validation_and_chooses_run_recipe_s_defaults(ablated):
+def test_the_rule_reads_validation_and_chooses_run_recipe_s_defaults(ablated, length):
     rows = {r["arm"]: r for r in ablation.decision_table(ablated).rows}
     assert rows["no head warm-up"]["rule"] == "stays" and rows["shifts of up to 4 px"]["rule"] == "joins"
     assert rows["one rate 0.03, no short runs"]["rule"] == "dropped" and rows["always AdaBN"]["rule"] == "dropped"
     assert all(rows[a]["rule"] == "left out" for a in ("label smoothing 0.1", "EMA of weights 0.98", "L2-SP 0.1"))
-    assert ablation.final_arm(ablated) == FINAL and ablation.defaults_differ(FINAL) == []
+    assert ablation.final_arm(ablated) == WALK
+    assert [r["rule"] for r in ablation.length_table(length).rows] == ["dropped", "dropped"]  # neither is behind
+    assert ablation.length_arm(length) == FINAL and ablation.defaults_differ(FINAL) == []
 
 
-def _against(per_seed, cells, bar):
-    return [ftcourse.paired(ablation.cell_mean(per_seed, FINAL, "test", (c,)),
+def test_on_the_unseen_tasks_validation_the_shorter_final_runs_are_behind_the_whole_one(length):
+    cells = [f"{t} {k}/class" for t in UNSEEN for k in studies.ABLATION_SHOTS]
+    for d in ablation.LENGTH:
+        for split in ("val", "test"):
+            shorter, whole = (ablation.cell_mean(length, a, split, cells) for a in (d.arm, d.base))
+            assert ftcourse.paired(shorter, whole).verdict == "behind", (d.arm, split)
+
+
+def _against(per_seed, cells, bar, arm=FINAL):
+    return [ftcourse.paired(ablation.cell_mean(per_seed, arm, "test", (c,)),
                             ablation.cell_mean(per_seed, bar, "test", (c,))).verdict for c in cells]
 
 
-def test_on_test_the_rebuilt_recipe_is_ahead_of_fine_tuning_everywhere_and_behind_no_bar(ablated):
-    assert _against(ablated, ablation.CELLS, "fine-tune") == ["ahead"] * 6
-    assert all("behind" not in _against(ablated, ablation.CELLS, bar) for bar in BARS)
-    with_shifts = _against(ablated, ablation.CELLS, "one call, shifts of up to 4 px")
-    assert [c for c, v in zip(ablation.CELLS, with_shifts) if v == "ahead"] == ["near 50/class", "far 50/class"]
+def test_on_test_the_rebuilt_recipe_is_behind_no_bar_and_ahead_of_each_somewhere(ablated, length):
+    both = _with_recipe(ablated, length)
+    assert all("behind" not in _against(both, ablation.CELLS, bar) for bar in BARS)
+    ahead = {bar: [c for c, v in zip(ablation.CELLS, _against(both, ablation.CELLS, bar)) if v == "ahead"]
+             for bar in BARS}
+    assert ahead == {"fine-tune": [c for c in ablation.CELLS if c != "near 10/class"],
+                     "one call": ["digits 50/class", "near 50/class", "far 10/class", "far 50/class"],
+                     "one call, shifts of up to 4 px": ["near 50/class"]}
 
 
-def test_on_the_digit_tasks_every_method_that_trains_the_body_beats_scratch_on_every_seed(ablated, floors):
+def test_on_the_digit_tasks_every_method_that_trains_the_body_beats_scratch_on_every_seed(ablated, length, floors):
+    both = _with_recipe(ablated, length)
     for seed in floors:
-        r = ablated[seed] | floors[seed]
+        r = both[seed] | floors[seed]
         for cell in ("digits 10/class", "digits 50/class", "near 10/class", "near 50/class"):
             assert all(r[f"{cell} test {m}"] > r[f"{cell} test scratch"] for m in (*BARS, FINAL)), (seed, cell)
 
 
-def test_on_the_textures_a_linear_probe_is_behind_scratch_and_the_recipe_ahead(ablated, floors):
-    both = {s: ablated[s] | floors[s] for s in floors}
+def test_on_the_textures_a_linear_probe_is_behind_scratch_and_the_recipe_ahead(ablated, length, floors):
+    both = {s: r | floors[s] for s, r in _with_recipe(ablated, length).items()}
     for cell in ("far 10/class", "far 50/class"):
         scratch = ablation.cell_mean(both, "scratch", "test", (cell,))
         assert ftcourse.paired(ablation.cell_mean(both, "linear probe", "test", (cell,)), scratch).verdict == "behind"
@@ -148,13 +215,18 @@ def test_on_the_textures_a_linear_probe_is_behind_scratch_and_the_recipe_ahead(a
 UNSEEN_CELLS = [f"{t} {k}/class" for t in ("letters", "shapes") for k in studies.ABLATION_SHOTS]
 
 
-def test_on_the_unseen_tasks_the_recipe_beats_the_plain_calls_everywhere_and_loses_one_cell_to_shifts(unseen):
-    assert _against(unseen, UNSEEN_CELLS, "fine-tune") == ["ahead"] * 4
-    assert _against(unseen, UNSEEN_CELLS, "one call") == ["ahead"] * 4
-    verdicts = _against(unseen, UNSEEN_CELLS, "one call, shifts of up to 4 px")
+def test_on_the_unseen_tasks_the_recipe_beats_the_plain_calls_everywhere_and_loses_one_cell_to_shifts(unseen,
+                                                                                                      length):
+    both = _with_recipe(unseen, length)
+    assert _against(both, UNSEEN_CELLS, "fine-tune") == ["ahead"] * 4
+    assert _against(both, UNSEEN_CELLS, "one call") == ["ahead"] * 4
+    verdicts = _against(both, UNSEEN_CELLS, "one call, shifts of up to 4 px")
     assert dict(zip(UNSEEN_CELLS, verdicts)) == {"letters 10/class": "not distinguishable at 10 seeds",
                                                  "letters 50/class": "ahead", "shapes 10/class": "behind",
-                                                 "shapes 50/class": "ahead"}
+                                                 "shapes 50/class": "not distinguishable at 10 seeds"}
+    # the full-length run (the walk's arm, as measured in the unseen study) against the same bar
+    verdicts = _against(unseen, UNSEEN_CELLS, "one call, shifts of up to 4 px", WALK)
+    assert dict(zip(UNSEEN_CELLS, verdicts))["shapes 50/class"] == "ahead"
 
 
 @pytest.mark.parametrize("task, prediction, other, verdict", [

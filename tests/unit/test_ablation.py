@@ -42,6 +42,24 @@ def test_the_final_arm_walks_up_from_the_simplest_and_each_step_must_be_ahead_of
     assert ablation.final_arm(per_seed) == search
 
 
+def test_the_shortest_final_run_not_behind_the_full_one_is_chosen():
+    """ablation.length_arm: a shorter final run takes the full run's place unless it is behind on validation."""
+    ninety, eighty = (d.arm for d in ablation.LENGTH)
+    base = studies.LENGTH_BASE
+
+    def numbers(effects):
+        out = _numbers({})
+        for s, row in out.items():  # the three arms of recipe_length_study, with the same noise rule
+            for c in ablation.CELLS:
+                for arm in (ninety, eighty):
+                    noise = (-1) ** (s + len(arm)) * 0.003 * (1 + (s + len(arm)) % 3)
+                    row[f"{c} val {arm}"] = row[f"{c} val {base}"] + effects.get(arm, 0.0) / 100 + noise
+        return out
+    assert ablation.length_arm(numbers({ninety: -0.1, eighty: -0.2})) == eighty  # n.d.: the cheaper run
+    assert ablation.length_arm(numbers({ninety: -0.1, eighty: -3})) == ninety  # 80 % behind: 90 %
+    assert ablation.length_arm(numbers({ninety: -3, eighty: -4})) == base  # both behind: the whole run
+
+
 def test_validation_decides_and_test_never_does():
     per_seed = _numbers({})
     for numbers in per_seed.values():  # a setting far ahead on test only
@@ -70,10 +88,14 @@ def test_defaults_differ_names_each_setting_where_run_recipe_is_not_the_arm():
 
 
 def test_run_recipe_runs_the_arm_the_rule_chose_on_the_shipped_ablation():
-    """run_recipe's defaults are the rebuilt recipe: the arm the walk takes on data/results/recipe_ablation.json."""
+    """run_recipe's defaults are the rebuilt recipe: the arm the walk takes on data/results/recipe_ablation.json, with
+    the final run the length rule takes on data/results/recipe_length.json."""
     from ftcourse.lab import shipped
     per_seed = {int(s): v for s, v in shipped.read_results("recipe_ablation")["seeds"].items()}
-    assert ablation.final_arm(per_seed) == "shifts, one rate 0.03, always AdaBN"
-    assert ablation.defaults_differ(ablation.final_arm(per_seed)) == []
-    assert ablation.defaults_differ(ablation.SIMPLEST) == ["adabn_policy: run_recipe True, "
-                                                           f"{ablation.SIMPLEST!r} False"]
+    assert ablation.final_arm(per_seed) == studies.LENGTH_BASE == "shifts, one rate 0.03, always AdaBN"
+    length = {int(s): v for s, v in shipped.read_results("recipe_length")["seeds"].items()}
+    chosen = ablation.length_arm(length)
+    assert chosen == f"{studies.LENGTH_BASE}, final run 80 %" and ablation.defaults_differ(chosen) == []
+    assert ablation.defaults_differ(ablation.SIMPLEST) == [
+        f"adabn_policy: run_recipe True, {ablation.SIMPLEST!r} False",
+        f"config.final_fraction: run_recipe 0.8, {ablation.SIMPLEST!r} 1.0"]

@@ -42,8 +42,8 @@ def clean_run():
 
 
 def test_the_defaults_are_the_ablation_choice_one_rate_always_adabn_and_shifts():
-    """run_recipe() runs lesson 05's rebuilt recipe: AdaBN always, one rate (no short runs, every step to the final
-    run), random shifts of up to 4 px on every training batch; each is said in its row."""
+    """run_recipe() runs lesson 05's rebuilt recipe: AdaBN always, one rate (no short runs; the final run is
+    FINAL_FRACTION of the steps), random shifts of up to 4 px on every training batch; each is said in its row."""
     task = small(ftcourse.target_task(shots=10, seed=0), val=50)
     shifts = []
     original = ftcourse.data.RandomShift.__call__
@@ -56,9 +56,9 @@ def test_the_defaults_are_the_ablation_choice_one_rate_always_adabn_and_shifts()
         mp.setattr(ftcourse.data.RandomShift, "__call__", spy)
         _, report = autopilot.run_recipe(task, steps=10, fold=False)
     assert report.adabn_applied and "(adabn_policy=True)" in report.rows[0]["measurement"]
-    assert report.chosen_lr == autopilot.RATE and report.final_steps == 10 and report.rate_scores == {}
+    assert report.chosen_lr == autopilot.RATE and report.final_steps == 8 and report.rate_scores == {}  # 80 %
     assert report.config == autopilot.RecipeConfig() and report.config.augment == 4
-    assert shifts == [4] * 10  # every training batch of the final run shifted, up to 4 px
+    assert shifts == [4] * 8  # every training batch of the final run shifted, up to 4 px
 
 
 def test_every_decision_is_reported_in_order(clean_run):
@@ -116,7 +116,8 @@ def test_the_rate_is_a_candidate_chosen_on_validation_before_any_test(clean_run)
     assert calls.count("test") == 1  # the test set is looked at once ...
     assert calls.index("test") > len(autopilot.RATE_CANDIDATES)  # ... after the head's and every rate's validation
     assert calls[:1 + len(autopilot.RATE_CANDIDATES)] == ["val"] * (1 + len(autopilot.RATE_CANDIDATES))
-    assert report.steps_per_candidate * (len(autopilot.RATE_CANDIDATES) + 1) + report.final_steps == 40  # the budget
+    left = 40 - report.steps_per_candidate * (len(autopilot.RATE_CANDIDATES) + 1)  # the budget minus the short runs
+    assert report.final_steps == round(autopilot.FINAL_FRACTION * left)
 
 
 def test_no_adabn_on_the_clean_task_under_the_threshold_and_folding_keeps_the_outputs(clean_run):
@@ -174,7 +175,8 @@ def test_ablation_switches_do_what_they_say():
     _, on = autopilot.run_recipe(task, seed=0, steps=10, fold=False, adabn_policy=True,
                                  rates=autopilot.RATE_CANDIDATES)
     assert on.adabn_applied and on.bn_gap_after < on.bn_gap_before
-    assert on.final_steps == 10 - 1 * (len(on.rate_scores) + 1)  # with candidates: steps minus the measurements
+    # with candidates: FINAL_FRACTION of the steps the short runs leave (steps minus the measurements)
+    assert on.final_steps == round(autopilot.FINAL_FRACTION * (10 - 1 * (len(on.rate_scores) + 1)))
 
 
 def test_recipe_config_names_each_bad_setting_and_lists_its_changes():
@@ -184,7 +186,9 @@ def test_recipe_config_names_each_bad_setting_and_lists_its_changes():
            ({"schedule": "linear"}, "schedule must be one of"), ({"rate_rule": "median"}, "rate_rule must be one of"),
            ({"augment": -1}, "augment"), ({"label_smoothing": 1.0}, "label_smoothing must be a number in"),
            ({"ema": 1.0}, "ema must be None or a decay in \\(0, 1\\)"), ({"probe_fraction": 0.6}, "probe_fraction"),
-           ({"bn_policy": "affine"}, "bn_policy must be one of")]
+           ({"bn_policy": "affine"}, "bn_policy must be one of"), ({"final_fraction": 0}, "final_fraction"),
+           ({"final_fraction": 1.5}, "final_fraction must be a number in \\(0, 1\\]"),
+           ({"final_fraction": True}, "final_fraction")]
     for kwargs, message in bad:
         with pytest.raises(ValueError, match=message):
             autopilot.RecipeConfig(**kwargs)
@@ -192,11 +196,32 @@ def test_recipe_config_names_each_bad_setting_and_lists_its_changes():
         autopilot.run_recipe(small(ftcourse.target_task(shots=10, seed=0)), config={"augment": 4})
 
 
-def test_one_candidate_rate_means_no_short_runs_and_the_whole_budget():
+def test_one_candidate_rate_means_no_short_runs_and_the_final_run_s_share_of_the_whole_budget():
     task = small(ftcourse.target_task(shots=10, seed=0), val=50)
     _, report = autopilot.run_recipe(task, steps=10, rates=(0.03,), fold=False)
-    assert report.chosen_lr == 0.03 and report.final_steps == 10 and report.rate_scores == {}
+    assert report.chosen_lr == 0.03 and report.final_steps == 8 and report.rate_scores == {}
     assert "the only candidate" in report.rows[4]["decision"]
+
+
+def test_final_fraction_shortens_the_final_run_and_final_steps_overrides_it():
+    task = small(ftcourse.target_task(shots=10, seed=0), val=50)
+    short = autopilot.RecipeConfig(final_fraction=0.8)
+    _, report = autopilot.run_recipe(task, steps=10, fold=False, config=short)
+    assert report.final_steps == 8 and "8 steps" in report.rows[5]["decision"]
+    _, report = autopilot.run_recipe(task, steps=10, fold=False, config=short, final_steps=5)
+    assert report.final_steps == 5
+    with pytest.warns(UserWarning, match="too few to choose"):  # 50 validation images: the middle one trains
+        _, report = autopilot.run_recipe(task, steps=20, fold=False, config=short, rates=(0.01, 0.03))
+    assert report.final_steps == 16
+
+
+def test_bn_gap_with_the_target_means_given_is_the_same_number_without_a_second_pass():
+    task = ftcourse.far_task(shots=4, seed=0)
+    model = ftcourse.load_pretrained()
+    target = autopilot.target_means(model, task.x_val)
+    assert autopilot.bn_gap(model, task.x_val, target=target) == autopilot.bn_gap(model, task.x_val)
+    ftcourse.adabn(model, ftcourse.make_loader(task.x_train, task.y_train, batch_size=64))
+    assert autopilot.bn_gap(model, task.x_val, target=target) == autopilot.bn_gap(model, task.x_val)
 
 
 def test_config_settings_reach_the_training():
@@ -224,7 +249,7 @@ def test_config_settings_reach_the_training():
         mp.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", spy)
         averaged, _ = autopilot.run_recipe(task, steps=10, rates=(0.1,), fold=False,
                                            config=autopilot.RecipeConfig(ema=0.5))
-    assert len(seen) == 10 and moved(averaged) < moved(plain)  # one update per step; the average lags the weights
+    assert len(seen) == 8 and moved(averaged) < moved(plain)  # one update per step (80 % of 10); the average lags
     _, report = autopilot.run_recipe(task, steps=20, rates=(3e-4, 1e-3), fold=False,
                                      config=autopilot.RecipeConfig(optimizer="adamw",
                                                                    rate_rule="smallest within 1 SE, paired"))
@@ -237,7 +262,7 @@ def test_a_validation_split_too_small_to_choose_a_rate_is_a_warning_that_says_wh
     with pytest.warns(UserWarning, match="20 validation images are too few to choose a learning rate") as caught:
         _, report = autopilot.run_recipe(task, seed=0, steps=5, fold=False, rates=(0.01, 0.03, 0.1))
     assert "val_per_class" in str(caught[0].message) and "0.03, the middle" in str(caught[0].message)
-    assert report.chosen_lr == 0.03 and report.final_steps == 5 and report.rate_scores == {}
+    assert report.chosen_lr == 0.03 and report.final_steps == 4 and report.rate_scores == {}
     assert "validation too small to choose" in report.rows[4]["decision"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one rate: nothing to choose, nothing to warn about
