@@ -87,12 +87,13 @@ def length_arm(per_seed: dict[int, dict[str, float]], decisions=LENGTH) -> str:
 
 def length_table(per_seed: dict[int, dict[str, float]], decisions=LENGTH) -> Table:
     """One row per shorter final run: its arm minus the full-length one on validation (recipe_length_study's file),
-    the rule's outcome ("dropped": the steps are not needed), test beside."""
-    return Table(_rows(per_seed, decisions), title=f"shorter final runs, seeds {sorted(per_seed)}: arm minus "
-                 f"{studies.LENGTH_BASE!r}, validation accuracy averaged over 3 tasks x 2 sizes",
+    what the rule does with it ("shorter run taken": not behind; "whole run kept": behind), test beside."""
+    rows = [r | {"rule": {"dropped": "shorter run taken", "stays": "whole run kept"}[r["rule"]]}
+            for r in _rows(per_seed, decisions)]
+    return Table(rows, title=f"shorter final runs minus the whole one, validation, mean of 3 tasks x 2 sizes, seeds "
+                             f"{min(per_seed)}-{max(per_seed)}",
                  formats={"val (points)": "{:+.1f}", "test (points)": "{:+.1f}"},
-                 notes=["dropped: the last steps are not needed (the shorter run is not behind); "
-                        "stays: it is behind. Test accuracy is shown, never used."])
+                 notes=["the shortest run not behind is taken. Test accuracy is shown, never used."])
 
 
 def cell_mean(per_seed: dict[int, dict[str, float]], arm: str, split: str = "val", cells=CELLS) -> dict[int, float]:

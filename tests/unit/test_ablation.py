@@ -56,6 +56,8 @@ def test_the_shortest_final_run_not_behind_the_full_one_is_chosen():
                     row[f"{c} val {arm}"] = row[f"{c} val {base}"] + effects.get(arm, 0.0) / 100 + noise
         return out
     assert ablation.length_arm(numbers({ninety: -0.1, eighty: -0.2})) == eighty  # n.d.: the cheaper run
+    rows = ablation.length_table(numbers({ninety: -0.1, eighty: -3})).rows
+    assert [r["rule"] for r in rows] == ["shorter run taken", "whole run kept"]
     assert ablation.length_arm(numbers({ninety: -0.1, eighty: -3})) == ninety  # 80 % behind: 90 %
     assert ablation.length_arm(numbers({ninety: -3, eighty: -4})) == base  # both behind: the whole run
 

@@ -252,14 +252,18 @@ def test_merge_ablation_joins_parts_checks_repeats_and_completes_the_forced_adab
 
 def test_recipe_wall_time_times_the_recipe_and_every_bar_on_a_cell(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe_wall_time.py"), "--tasks", "far",
-                          "--shots", "10", "--repeats", "1", "--steps", "5", "--save", str(tmp_path / "w.json")],
+                          "--shots", "10", "--repeats", "1", "--steps", "5", "--save", str(tmp_path / "w.json"),
+                          "--arm", "run_recipe", "shifts, one rate 0.03, always AdaBN"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "Median wall seconds of 1 runs, seed 0" in out.stdout
     row = next(line for line in out.stdout.splitlines() if line.startswith("far 10/class"))
-    assert len(row.split()) == 2 + 5  # the cell, four methods' seconds, and the ratio
+    assert len(row.split()) == 2 + 5 + 2  # the cell, five methods' seconds, and one ratio per arm
     saved = json.loads((tmp_path / "w.json").read_text())
     assert saved["arm"] == "run_recipe" and saved["repeats"] == 1 and "--save" in saved["command"]
+    assert saved["arms"] == ["run_recipe", "shifts, one rate 0.03, always AdaBN"]
     (cell,) = saved["rows"]
-    assert cell["cell"] == "far 10/class" and cell["recipe / one call + shifts"] == pytest.approx(
-        cell["run_recipe"] / cell["one call, shifts of up to 4 px"])
+    bar = cell["one call, shifts of up to 4 px"]
+    assert cell["cell"] == "far 10/class" and cell["recipe / one call + shifts"] == pytest.approx(cell["run_recipe"] / bar)
+    assert cell["shifts, one rate 0.03, always AdaBN / one call + shifts"] == pytest.approx(
+        cell["shifts, one rate 0.03, always AdaBN"] / bar)
