@@ -526,8 +526,8 @@ def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arm
 
 
 # The chosen arm (ablation.final_arm) against itself with a shorter final run, fresh in one environment: the recipe
-# must take no more wall time than the one call. The rule (ablation.LENGTH_STEPS), fixed before any seed ran: the
-# shortest final run whose arm is not behind the full-length one on the shipped tasks' validation.
+# must take no more wall time than the one call. The rule (ablation.length_arm), committed before the first seed
+# finished: the shortest final run whose arm is not behind the full-length one on the shipped tasks' validation.
 LENGTH_BASE = "shifts, one rate 0.03, always AdaBN"
 LENGTH_ARMS = (LENGTH_BASE, f"{LENGTH_BASE}, final run 90 %", f"{LENGTH_BASE}, final run 80 %")
 

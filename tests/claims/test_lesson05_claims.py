@@ -48,30 +48,38 @@ def _ablation_quick_rest(seed, part, shipped_seed):
                                                               baselines=("fine-tune",))
 
 
-def _ablation_quick_alone(seed):
-    """`make test`'s mode without the lesson in the session: the lesson's runs and the quick part trained here, the
-    rest of seed 0 from the file (a whole seed of the ablation trains for about 80 CPU-minutes). With one torch
-    thread, as the file was measured and as `make test`'s workers run: the recipe's validation accuracy on near at 10
-    per class moves about 4 points between 1 and 2 threads (10 of 240 images), its test accuracy under 1."""
-    part = IN_LESSONS["recipe_ablation"][1]
+def _quick_alone(name, seed, quick_rest, run_cell):
+    """`make test`'s mode without the lesson in the session: the lesson's runs (`run_cell(seed, task, k, arms)` for
+    each cell of IN_LESSONS[name]) and the quick part trained here, the rest of seed 0 from the file (a whole seed of
+    the ablation trains for about 80 CPU-minutes). With one torch thread, as the files were measured and as `make
+    test`'s workers run: the recipe's validation accuracy on near at 10 per class moves about 4 points between 1 and
+    2 threads (10 of 240 images), its test accuracy under 1."""
+    part = IN_LESSONS[name][1]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FTCOURSE_THREADS", "1")
-        out = _ablation_quick_rest(seed, part, read_results("recipe_ablation")["seeds"][str(seed)])
+        out = quick_rest(seed, part, read_results(name)["seeds"][str(seed)])
         for cell, arms in part.items():
-            name, k = cell.split()[0], int(cell.split()[1].split("/")[0])
-            out |= studies.recipe_ablation_study(seed, tasks=(name,), shots=(k,),
-                                                 arms=tuple(a for a in arms if a in studies.ABLATION_ARMS),
-                                                 baselines=tuple(a for a in arms if a in studies.ABLATION_BASELINES))
+            out |= run_cell(seed, cell.split()[0], int(cell.split()[1].split("/")[0]), arms)
     return out
+
+
+def _lesson_aware_results(name, study, notebooks, rest, quick_rest, run_cell):
+    """The study's numbers over SEEDS_OF[name]: seed 0 without what the lesson trains when it is in the session,
+    in `make test` only a quick part of the rest (or, without the lesson, the quick part and the lesson's runs)."""
+    def alone(seed):
+        return _quick_alone(name, seed, quick_rest, run_cell) if seed == 0 else study(seed)
+    in_lesson = checked_in_lesson(name, notebooks)[0]
+    run = alone if QUICK and not in_lesson else lesson_aware(name, study, notebooks, rest, quick_rest)
+    return results_per_seed(name, run, SEEDS_OF[name], FRESH)
 
 
 @pytest.fixture(scope="module")
 def ablated(notebooks_in_session):
-    study = lesson_aware("recipe_ablation", studies.recipe_ablation_study, notebooks_in_session, _ablation_rest,
-                         _ablation_quick_rest)
-    if QUICK and not checked_in_lesson("recipe_ablation", notebooks_in_session)[0]:
-        study = lambda seed: _ablation_quick_alone(seed) if seed == 0 else studies.recipe_ablation_study(seed)  # noqa: E731
-    return results_per_seed("recipe_ablation", study, SEEDS_OF["recipe_ablation"], FRESH)
+    return _lesson_aware_results(
+        "recipe_ablation", studies.recipe_ablation_study, notebooks_in_session, _ablation_rest, _ablation_quick_rest,
+        lambda seed, name, k, arms: studies.recipe_ablation_study(
+            seed, tasks=(name,), shots=(k,), arms=tuple(a for a in arms if a in studies.ABLATION_ARMS),
+            baselines=tuple(a for a in arms if a in studies.ABLATION_BASELINES)))
 
 
 def _length_rest(seed, part, shipped_seed):
@@ -91,26 +99,11 @@ def _length_quick_rest(seed, part, shipped_seed):
     return dict(shipped_seed) | studies.recipe_length_study(seed, **QUICK_PARTS["recipe_length"])
 
 
-def _length_quick_alone(seed):
-    """`make test`'s mode without the lesson in the session: the lesson's run and the quick part trained here (one
-    torch thread, as the file was measured), the rest of seed 0 from the file."""
-    part = IN_LESSONS["recipe_length"][1]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FTCOURSE_THREADS", "1")
-        out = _length_quick_rest(seed, part, read_results("recipe_length")["seeds"][str(seed)])
-        for cell, arms in part.items():
-            name, k = cell.split()[0], int(cell.split()[1].split("/")[0])
-            out |= studies.recipe_length_study(seed, tasks=(name,), unseen=(), shots=(k,), arms=arms)
-    return out
-
-
 @pytest.fixture(scope="module")
 def length(notebooks_in_session):
-    study = lesson_aware("recipe_length", studies.recipe_length_study, notebooks_in_session, _length_rest,
-                         _length_quick_rest)
-    if QUICK and not checked_in_lesson("recipe_length", notebooks_in_session)[0]:
-        study = lambda seed: _length_quick_alone(seed) if seed == 0 else studies.recipe_length_study(seed)  # noqa: E731
-    return results_per_seed("recipe_length", study, SEEDS_OF["recipe_length"], FRESH)
+    return _lesson_aware_results(
+        "recipe_length", studies.recipe_length_study, notebooks_in_session, _length_rest, _length_quick_rest,
+        lambda seed, name, k, arms: studies.recipe_length_study(seed, tasks=(name,), unseen=(), shots=(k,), arms=arms))
 
 
 def _with_recipe(per_seed, length):
