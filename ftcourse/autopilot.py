@@ -100,15 +100,13 @@ class RecipeConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RecipeConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         require_int("augment", self.augment, low=0, hint="pixels of RandomShift, e.g. 4; 0 for none")
-        for name, low, high in (("label_smoothing", 0.0, 1.0), ("l2sp", 0.0, float("inf")),
-                                ("probe_fraction", 0.0, 0.5)):
+        for name, inside, interval in (("label_smoothing", lambda v: 0 <= v < 1, "[0, 1)"),
+                                       ("l2sp", lambda v: v >= 0, "[0, inf)"),
+                                       ("probe_fraction", lambda v: 0 <= v < 0.5, "[0, 0.5)"),
+                                       ("final_fraction", lambda v: 0 < v <= 1, "(0, 1]")):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not low <= value < high:
-                raise ValueError(f"RecipeConfig.{name} must be a number in [{low}, {high}), got {value!r}")
-        if not (isinstance(self.final_fraction, numbers.Real) and not isinstance(self.final_fraction, bool)
-                and 0 < self.final_fraction <= 1):
-            raise ValueError(f"RecipeConfig.final_fraction must be a number in (0, 1], e.g. 0.8, "
-                             f"got {self.final_fraction!r}")
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not inside(value):
+                raise ValueError(f"RecipeConfig.{name} must be a number in {interval}, got {value!r}")
         if self.ema is not None and not (isinstance(self.ema, numbers.Real) and 0 < self.ema < 1):
             raise ValueError(f"RecipeConfig.ema must be None or a decay in (0, 1), e.g. 0.98, got {self.ema!r}")
 

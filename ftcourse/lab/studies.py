@@ -513,6 +513,11 @@ UNSEEN_ARMS = ("shifts, one rate 0.03, no short runs", "shifts, one rate 0.03, a
                "shifts, one rate 0.03, never AdaBN", "shifts of up to 4 px")  # a parent before its AdaBN variants
 
 
+def _unseen_root(root) -> Path:
+    """Where the unseen tasks' PNG folders are written once: `root`, default ftcourse-unseen in the temporary folder."""
+    return Path(tempfile.gettempdir()) / "ftcourse-unseen" if root is None else Path(root)
+
+
 def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arms=UNSEEN_ARMS,
                  baselines=ABLATION_BASELINES, steps: int = DEFAULTS.steps, root=None) -> dict[str, float]:
     """The recipe's candidates and its bars on tasks it was never designed on (`ftcourse.lab.unseen_tasks`: printed
@@ -520,7 +525,7 @@ def unseen_study(seed: int, tasks=tuple(UNSEEN_TASKS), shots=ABLATION_SHOTS, arm
     AdaBN variant is derived from its parent where the gap decided the same way). "run_recipe" as an arm: its
     defaults as they are now. The folders are written once under `root` (default: ftcourse-unseen in the
     temporary directory)."""
-    root = Path(tempfile.gettempdir()) / "ftcourse-unseen" if root is None else Path(root)
+    root = _unseen_root(root)
     return _arms_on_tasks(lambda name, k: unseen_task(name, root, shots=k, seed=seed), seed, tasks, shots, arms,
                           baselines, steps, derive=True)
 
@@ -537,7 +542,7 @@ def recipe_length_study(seed: int, tasks=ABLATION_TASKS, unseen=tuple(UNSEEN_TAS
     """LENGTH_ARMS in the ablation's six cells (they decide, on validation) and on the unseen tasks (they report);
     keys as recipe_ablation_study's ("<task> <k>/class val <arm>", ...). No baselines: those are in the
     recipe_ablation and unseen files."""
-    root = Path(tempfile.gettempdir()) / "ftcourse-unseen" if root is None else Path(root)
+    root = _unseen_root(root)
     out = _arms_on_tasks(lambda name, k: RECIPE_TASKS[name](shots=k, seed=seed), seed, tasks, shots, arms, (),
                          steps, derive=False)
     return out | _arms_on_tasks(lambda name, k: unseen_task(name, root, shots=k, seed=seed), seed, unseen, shots,
