@@ -23,9 +23,12 @@ lessons: $(BIN)/.ftcourse-installed
 	$(BIN)/ftcourse lessons ftcourse-lessons
 
 # One pytest-xdist worker per core, one torch thread each (conftest.py); a test module or a notebook stays
-# whole in one worker (--dist loadscope), so module fixtures and a notebook's kernel are never split.
+# whole in one worker (--dist loadscope), so module fixtures and a notebook's kernel are never split. A worker that dies
+# (a hung test, ended by the watchdog in conftest.py) stops the run: xdist would otherwise re-run that test on fresh
+# workers, each of which hangs again.
+XDIST := -n auto --dist loadscope --max-worker-restart=0
 test: $(BIN)/.ftcourse-installed
-	$(BIN)/python -m pytest -n auto --dist loadscope
+	$(BIN)/python -m pytest $(XDIST)
 
 # The same course on the oldest supported set: .venv-oldest with every dependency at its lower bound in
 # pyproject.toml (scripts/oldest_constraints.py pins them all at once), then the unit tests and every lesson
@@ -41,7 +44,7 @@ $(OLDEST_VENV)/.ftcourse-installed: pyproject.toml scripts/oldest_constraints.py
 .PHONY: test-oldest
 test-oldest: $(OLDEST_VENV)/.ftcourse-installed
 	$(OLDEST_VENV)/bin/ftcourse doctor
-	$(OLDEST_VENV)/bin/python -m pytest -n auto --dist loadscope tests/unit tests/notebooks lessons
+	$(OLDEST_VENV)/bin/python -m pytest $(XDIST) tests/unit tests/notebooks lessons
 
 # Quick local loop: the unit tests only (no claim tests over seeds, no notebooks). CI runs `make test`.
 test-fast: $(BIN)/.ftcourse-installed
@@ -98,5 +101,5 @@ site: $(BIN)/.ftcourse-installed $(SITE_MATHJAX)
 browser-test: $(BIN)/.ftcourse-installed slides site
 	$(BIN)/python -m pip install -q -e ".[browser]"
 	rm -f build/browser/report.txt
-	$(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -n 2 --dist load tests/browser
+	$(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -n 2 --dist load --max-worker-restart=0 tests/browser
 	cat build/browser/report.txt

@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -174,18 +175,21 @@ def _collect(procs: list, results: Any, timeout: float, done: dict[int, Any], ba
 
 def _reap(procs: list, results: Any, leave: Any, finished: bool) -> None:
     """Let the ranks leave; join every process (briefly if a rank failed), terminate then kill what is still alive,
-    close the queue."""
+    close the queue. Every wait is bounded."""
     leave.set()
     for p in procs:
         if p.pid is not None:
             p.join(timeout=10 if finished else 0.5)
-    for p in procs:
+    for rank, p in enumerate(procs):
         if p.is_alive():
             p.terminate()
             p.join(timeout=5)
         if p.is_alive():
             p.kill()
-            p.join()
+            p.join(timeout=10)  # never an unbounded wait: a forkserver that stopped answering would make it one
+        if p.is_alive():
+            warnings.warn(f"rank {rank} (pid {p.pid}) is still reported alive after SIGKILL; "
+                          "ftcourse.distributed.leftovers() lists it", RuntimeWarning, stacklevel=3)
     results.cancel_join_thread()
     results.close()
 

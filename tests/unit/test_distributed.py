@@ -86,6 +86,38 @@ def test_a_worker_that_dies_without_a_result_is_reported():
         distributed.launch(ddp_workers.exiting_worker, 2, timeout=60)
 
 
+def test_the_clean_up_never_waits_forever_on_a_process_that_stays_alive():
+    class Stuck:  # a process SIGKILL does not end, or whose forkserver no longer reports its exit
+        pid = 4242
+
+        def __init__(self):
+            self.joins = []
+
+        def is_alive(self):
+            return True
+
+        def join(self, timeout=None):
+            self.joins.append(timeout)
+
+        def terminate(self):
+            pass
+
+        def kill(self):
+            pass
+
+    class Queue:
+        def cancel_join_thread(self):
+            pass
+
+        def close(self):
+            pass
+
+    stuck = Stuck()
+    with pytest.warns(RuntimeWarning, match=r"rank 0 \(pid 4242\) is still reported alive after SIGKILL"):
+        distributed._reap([stuck], Queue(), multiprocessing.Event(), finished=True)
+    assert len(stuck.joins) == 3 and None not in stuck.joins  # every join had a timeout
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"world_size": 0}, ValueError, "world_size must be an int >= 1"),
     ({"world_size": True}, ValueError, "world_size"),

@@ -134,7 +134,7 @@ def test_whole_model_loads_in_a_fresh_python(frozen, tmp_path):
             "print(sum(bn_stats_frozen(b) and not b.training for _, b in bn_modules(m)))")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt")], capture_output=True,
-                         text=True, env=env, check=True).stdout
+                         text=True, env=env, check=True, timeout=300).stdout
     assert out.strip() == "12"
 
 

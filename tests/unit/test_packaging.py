@@ -92,7 +92,7 @@ def test_no_side_effects_on_import():
             "torch.are_deterministic_algorithms_enabled()); import ftcourse; "
             "after = (torch.initial_seed(), torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()); "
             "assert before == after, (before, after)")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_code_has_no_undefined_or_unused_names():
@@ -101,7 +101,8 @@ def test_code_has_no_undefined_or_unused_names():
     import sys
 
     dirs = [str(ROOT / d) for d in ("ftcourse", "benchmarks", "scripts", "tests")]
-    out = subprocess.run([sys.executable, "-m", "pyflakes", *dirs], capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "pyflakes", *dirs], capture_output=True, text=True,
+                         timeout=300).stdout
     problems = [line for line in out.splitlines() if "__init__.py" not in line]
     assert not problems, "\n".join(problems)
 
