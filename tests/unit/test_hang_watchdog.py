@@ -41,8 +41,9 @@ def _project(tmp_path: Path, **tests: str) -> Path:
 
 def _pytest(folder: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
+    outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FTCOURSE_STACKS"))}  # not a worker
     out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=folder,
-                         env=os.environ | env, capture_output=True, text=True, timeout=100)
+                         env=outer | env, capture_output=True, text=True, timeout=100)
     return out, time.monotonic() - start
 
 
