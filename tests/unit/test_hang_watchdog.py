@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow  # spawns pytest runs (about 10 s in all)
+pytestmark = pytest.mark.slow  # spawns five pytest runs (about 30 s in all)
 
 HANGS = '''
 import time
@@ -23,7 +23,7 @@ def test_passes():
 
 
 def test_sleeps():
-    time.sleep(120)  # far past the limit the outer test sets
+    time.sleep(600)  # far past the limit the outer test sets, and past the outer timeout
 '''
 OTHER = '''
 def test_other():
@@ -43,7 +43,7 @@ def _pytest(folder: Path, *args: str, **env: str) -> tuple[subprocess.CompletedP
     start = time.monotonic()
     outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FTCOURSE_STACKS"))}  # not a worker
     out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=folder,
-                         env=outer | env, capture_output=True, text=True, timeout=100)
+                         env=outer | env, capture_output=True, text=True, timeout=150)
     return out, time.monotonic() - start
 
 
@@ -60,7 +60,7 @@ def test_a_hung_test_ends_the_run_naming_itself_with_the_makefiles_xdist_options
     out, seconds = _pytest(_project(tmp_path, test_hangs=HANGS, test_other=OTHER), *xdist,
                            FTCOURSE_TEST_HANG_S="3")
     text = out.stdout + out.stderr
-    assert out.returncode != 0 and seconds < 60, (out.returncode, seconds)
+    assert out.returncode != 0 and seconds < 120, (out.returncode, seconds)
     assert "Timeout (0:00:03)!" in text  # faulthandler's dump, with the hung line
     assert re.search(r'test_hangs\.py", line \d+ in test_sleeps', text), text[-3000:]
     assert re.search(r"worker 'gw\d' crashed while running 'test_hangs.py::test_sleeps'", text), text[-3000:]
@@ -69,9 +69,9 @@ def test_a_hung_test_ends_the_run_naming_itself_with_the_makefiles_xdist_options
 
 
 def test_the_watchdog_works_without_xdist_and_can_be_turned_off(tmp_path):
-    folder = _project(tmp_path, test_hangs=HANGS.replace("120", "4"))
+    folder = _project(tmp_path, test_hangs=HANGS.replace("600", "4"))
     out, seconds = _pytest(folder, FTCOURSE_TEST_HANG_S="2")
-    assert out.returncode != 0 and seconds < 60
+    assert out.returncode != 0 and seconds < 120
     assert "Timeout (0:00:02)!" in out.stdout + out.stderr and "in test_sleeps" in out.stdout + out.stderr
     out, _ = _pytest(folder, FTCOURSE_TEST_HANG_S="0")  # off: the 4 s test just passes
     assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout[-2000:]
