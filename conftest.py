@@ -23,8 +23,8 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "FTCOURSE_THREADS" not in os.enviro
 # included) runs under faulthandler's watchdog, a C thread that needs no GIL. Past FTCOURSE_TEST_HANG_S seconds
 # (default 900; 0 turns it off) it prints every thread's stack to the terminal and ends the process: under xdist the
 # controller then reports "worker 'gwN' crashed while running <test>" (the Makefile runs with --max-worker-restart=0,
-# so the run stops there instead of re-running the hung test on fresh workers). The longest test takes about 100 s
-# (a claim test's fixture; benchmarks/README.md); a notebook cell fails on its own after 300 s (pyproject.toml).
+# so the run stops there instead of re-running the hung test on fresh workers). No test file takes 70 s in all in
+# `make test` (the time per file printed below, 2026-12-05); a notebook cell fails on its own after 300 s (pyproject.toml).
 HANG_SECONDS = float(os.environ.get("FTCOURSE_TEST_HANG_S", "900"))
 _STDERR_FD: int | None = None  # the terminal's stderr (a test's own fd 2 is a capture file)
 _WATCHDOG = False
