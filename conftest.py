@@ -25,7 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "FTCOURSE_THREADS" not in os.enviro
 # controller then reports "worker 'gwN' crashed while running <test>" (the Makefile runs with --max-worker-restart=0,
 # so the run stops there instead of re-running the hung test on fresh workers). No test file takes 70 s in all in
 # `make test` (the time per file printed below, 2026-12-05); a notebook cell fails on its own after 300 s (pyproject.toml).
-HANG_SECONDS = float(os.environ.get("FTCOURSE_TEST_HANG_S", "900"))
+HANG_SECONDS = 900.0
 _STDERR_FD: int | None = None  # the terminal's stderr (a test's own fd 2 is a capture file)
 _WATCHDOG = False
 
@@ -33,7 +33,13 @@ _WATCHDOG = False
 def pytest_configure(config):
     """Arm the stack dumps: the watchdog (below), and SIGUSR1 for the whole run (`kill -USR1 <pid>` prints every
     thread's stack and goes on; .ci/run's step limit sends it to every pytest process)."""
-    global _STDERR_FD, _WATCHDOG
+    global _STDERR_FD, _WATCHDOG, HANG_SECONDS
+    text = os.environ.get("FTCOURSE_TEST_HANG_S", str(HANG_SECONDS))
+    try:
+        HANG_SECONDS = float(text)
+    except ValueError:
+        raise pytest.UsageError(f"FTCOURSE_TEST_HANG_S must be a number of seconds per test (0 turns the watchdog "
+                                f"off), got {text!r}") from None
     _STDERR_FD = os.dup(2)
     # faulthandler has one watchdog: pytest's own faulthandler_timeout, when someone sets it, keeps it
     _WATCHDOG = HANG_SECONDS > 0 and not float(config.getini("faulthandler_timeout") or 0)

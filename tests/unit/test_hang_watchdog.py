@@ -68,13 +68,15 @@ def test_a_hung_test_ends_the_run_naming_itself_with_the_makefiles_xdist_options
     assert "replacing crashed worker" not in text and re.search(r"\b1 failed\b", text), text[-2000:]
 
 
-def test_the_watchdog_works_without_xdist_and_can_be_turned_off(tmp_path):
+def test_the_watchdog_works_without_xdist_can_be_turned_off_and_names_a_bad_limit(tmp_path):
     folder = _project(tmp_path, test_hangs=HANGS.replace("600", "4"))
     out, seconds = _pytest(folder, FTCOURSE_TEST_HANG_S="2")
     assert out.returncode != 0 and seconds < 120
     assert "Timeout (0:00:02)!" in out.stdout + out.stderr and "in test_sleeps" in out.stdout + out.stderr
     out, _ = _pytest(folder, FTCOURSE_TEST_HANG_S="0")  # off: the 4 s test just passes
     assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout[-2000:]
+    out, _ = _pytest(folder, FTCOURSE_TEST_HANG_S="ten minutes")
+    assert out.returncode != 0 and "FTCOURSE_TEST_HANG_S must be a number of seconds" in out.stderr, out.stderr
 
 
 def test_sigusr1_writes_every_threads_stack_and_the_run_goes_on(tmp_path):
