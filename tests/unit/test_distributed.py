@@ -2,6 +2,7 @@
 import multiprocessing
 import socket
 import time
+from unittest import mock
 
 import psutil  # installed with ipykernel (nbval needs it)
 import pytest
@@ -87,35 +88,12 @@ def test_a_worker_that_dies_without_a_result_is_reported():
 
 
 def test_the_clean_up_never_waits_forever_on_a_process_that_stays_alive():
-    class Stuck:  # a process SIGKILL does not end, or whose forkserver no longer reports its exit
-        pid = 4242
-
-        def __init__(self):
-            self.joins = []
-
-        def is_alive(self):
-            return True
-
-        def join(self, timeout=None):
-            self.joins.append(timeout)
-
-        def terminate(self):
-            pass
-
-        def kill(self):
-            pass
-
-    class Queue:
-        def cancel_join_thread(self):
-            pass
-
-        def close(self):
-            pass
-
-    stuck = Stuck()
+    # a process SIGKILL does not end, or whose forkserver no longer reports its exit
+    stuck = mock.Mock(pid=4242, **{"is_alive.return_value": True})
     with pytest.warns(RuntimeWarning, match=r"rank 0 \(pid 4242\) is still reported alive after SIGKILL"):
-        distributed._reap([stuck], Queue(), multiprocessing.Event(), finished=True)
-    assert len(stuck.joins) == 3 and None not in stuck.joins  # every join had a timeout
+        distributed._reap([stuck], mock.Mock(), multiprocessing.Event(), finished=True)
+    timeouts = [c.kwargs.get("timeout", c.args[0] if c.args else None) for c in stuck.join.call_args_list]
+    assert len(timeouts) == 3 and None not in timeouts  # every join had a timeout
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
